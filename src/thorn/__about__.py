@@ -1,0 +1,3 @@
+"""Version of the thorn package."""
+
+__version__ = "2.0.0a1"

@@ -1,0 +1,1 @@
+"""Small helpers shared by Thorn's modules (HMAC signing, JSON encoding)."""

@@ -1,0 +1,277 @@
+"""Events sent from plain Python reach real receivers as signed POSTs."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import logging
+import uuid
+from typing import Any
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from thorn import Event, Subscriber
+from thorn.exceptions import (
+    ImproperlyConfigured,
+    PayloadTooLarge,
+    RecipientRejected,
+    UnencodablePayload,
+    UnknownEvent,
+)
+from thorn.listener import Reply
+from thorn.signing import standard_webhooks_secret
+from thorn.utils.hmac import verify
+
+SECRET = "C=JTX)v3~dQCl];[_h[{q{CScm]oglLoe&>ga:>R~jR$.x?t|kW!FH:s@|4bu:11"
+
+
+def test_event_is_delivered_with_every_documented_header(app: Any, receiver: Any) -> None:
+    app.configure(
+        THORN_SUBSCRIBERS={
+            "user.created": {
+                "url": receiver.url("/hook"),
+                "hmac_secret": SECRET,
+                "hmac_digest": "sha256",
+            }
+        }
+    )
+    requests = Event("user.created").send({"username": "george"})
+    assert len(requests) == 1
+    (hook,) = receiver.wait_for(1)
+    assert hook.method == "POST"
+    assert hook.path == "/hook"
+    assert json.loads(hook.body) == {"username": "george"}
+    assert hook.header("Hook-Event") == "user.created"
+    assert hook.header("Hook-Delivery") == requests[0].id
+    assert hook.header("Hook-Subscription") == requests[0].subscriber.uuid
+    assert hook.header("Content-Type") == "application/json"
+    ua = hook.header("User-Agent")
+    assert ua is not None and "thorn/" in ua and "httptools/" in ua
+    # Hook-HMAC as the manual's consumer example computes it.
+    assert verify(hook.header("Hook-HMAC"), "sha256", SECRET, hook.body)
+    # Standard Webhooks, checked by the public library.
+    Webhook(standard_webhooks_secret(SECRET)).verify(hook.body, hook.headers)
+    assert hook.header("webhook-id") == requests[0].id
+    assert requests[0].response is not None and requests[0].response.status == 200
+
+
+def test_every_subscriber_of_an_event_receives_it(app: Any, receiver: Any) -> None:
+    urls = [receiver.url(f"/s{i}") for i in range(10)]
+    app.configure(THORN_SUBSCRIBERS={"order.paid": urls})
+    Event("order.paid").send({"id": 1})
+    hooks = receiver.wait_for(10)
+    assert sorted(h.path for h in hooks) == sorted(f"/s{i}" for i in range(10))
+    assert len({h.header("Hook-Delivery") for h in hooks}) == 10
+
+
+def test_patterns_in_settings_select_events(app: Any, receiver: Any) -> None:
+    app.configure(
+        THORN_SUBSCRIBERS={
+            "user.*": receiver.url("/users"),
+            "*.created": receiver.url("/created"),
+            "*": receiver.url("/all"),
+            "article.changed": receiver.url("/never"),
+        }
+    )
+    Event("user.created").send({})
+    hooks = receiver.wait_for(3)
+    assert sorted(h.path for h in hooks) == ["/all", "/created", "/users"]
+
+
+def test_event_subscribers_argument_adds_urls_dicts_and_callables(
+    app: Any, receiver: Any
+) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def more(event: str, sender: Any = None, **context: Any) -> Any:
+        seen.append((event, context))
+        yield receiver.url("/generated")
+
+    event = Event(
+        "invoice.sent",
+        subscribers=[
+            receiver.url("/plain"),
+            {"url": receiver.url("/form"), "content_type": "application/x-www-form-urlencoded"},
+            more,
+        ],
+    )
+    event.send({"n": 1, "who": "x"}, context={"tenant": "t1"})
+    hooks = {h.path: h for h in receiver.wait_for(3)}
+    assert set(hooks) == {"/plain", "/form", "/generated"}
+    assert hooks["/form"].body == b"n=1&who=x"
+    assert hooks["/form"].header("content-type") == "application/x-www-form-urlencoded"
+    assert seen == [("invoice.sent", {"tenant": "t1"})]
+
+
+def test_subscribers_with_a_user_only_receive_that_users_events(
+    app: Any, receiver: Any
+) -> None:
+    class User:
+        def __init__(self, pk: int) -> None:
+            self.pk = pk
+
+    event = Event(
+        "note.added",
+        subscribers=[
+            Subscriber(url=receiver.url("/u1"), event="note.*", user=1),
+            Subscriber(url=receiver.url("/u2"), event="note.*", user=2),
+            Subscriber(url=receiver.url("/any"), event="note.*"),
+        ],
+    )
+    event.send({}, sender=User(1))
+    assert sorted(h.path for h in receiver.wait_for(2)) == ["/any", "/u1"]
+    receiver.clear()
+    event.send({})  # no sender: only subscribers without a user
+    assert [h.path for h in receiver.wait_for(1)] == ["/any"]
+
+
+def test_documented_types_are_serialised(app: Any, receiver: Any) -> None:
+    when = datetime.datetime(2016, 1, 13, 23, 12, 52, 205785, tzinfo=datetime.UTC)
+    ident = uuid.UUID("c91fe938-55fb-4190-a5ed-bd92f5ea8339")
+    event = Event("x.y", subscribers=[receiver.url()])
+    event.send(
+        {
+            "at": when,
+            "day": datetime.date(2016, 1, 13),
+            "time": datetime.time(23, 12, 52, 205785),
+            "price": decimal.Decimal("10.10"),
+            "id": ident,
+        }
+    )
+    (hook,) = receiver.wait_for(1)
+    assert hook.json() == {
+        "at": "2016-01-13T23:12:52.205785+00:00",
+        "day": "2016-01-13",
+        "time": "23:12:52.205785",
+        "price": "10.10",
+        "id": str(ident),
+    }
+
+
+def test_unencodable_payload_raises_before_anything_is_sent(
+    app: Any, receiver: Any
+) -> None:
+    event = Event("x.y", subscribers=[receiver.url("/a"), receiver.url("/b")])
+    with pytest.raises(UnencodablePayload):
+        event.send({"file": object()})
+    assert receiver.hooks == []
+
+
+def test_oversized_payload_raises_before_anything_is_sent(
+    make_app: Any, receiver: Any
+) -> None:
+    make_app(THORN_PAYLOAD_MAX_SIZE=1000)
+    event = Event("x.y", subscribers=[receiver.url()])
+    with pytest.raises(PayloadTooLarge, match="1000"):
+        event.send({"blob": "x" * 2000})
+    assert receiver.hooks == []
+
+
+def test_request_data_is_injected_into_the_payload(app: Any, receiver: Any) -> None:
+    event = Event("x.y", subscribers=[receiver.url()], request_data={"api": "v1"})
+    event.send({"a": 1})
+    assert receiver.wait_for(1)[0].json() == {"a": 1, "api": "v1"}
+
+
+def test_extra_headers_are_sent_and_header_injection_is_refused(
+    app: Any, receiver: Any
+) -> None:
+    event = Event("x.y", subscribers=[receiver.url()])
+    event.send({}, headers={"Authorization": "Bearer t"})
+    assert receiver.wait_for(1)[0].header("authorization") == "Bearer t"
+    with pytest.raises(ValueError, match="CR, LF"):
+        event.send({}, headers={"X-Evil": "a\r\nHost: other"})
+    with pytest.raises(ValueError, match="set by Thorn"):
+        event.send({}, headers={"Hook-Event": "forged"})
+
+
+def test_event_names_are_checked(app: Any) -> None:
+    for bad in ["", "user..created", "user.*", "has space", 42]:
+        with pytest.raises(ValueError):
+            Event(bad)  # type: ignore[arg-type]
+
+
+def test_event_choices_refuse_unknown_events(make_app: Any, receiver: Any) -> None:
+    make_app(THORN_EVENT_CHOICES=["user.created", "article.*"], THORN_RETRY=False)
+    Event("article.published", subscribers=[receiver.url()]).send({})
+    with pytest.raises(UnknownEvent, match="THORN_EVENT_CHOICES"):
+        Event("user.deleted", subscribers=[receiver.url()]).send({})
+    assert len(receiver.wait_for(1)) == 1
+
+
+def test_callbacks_report_success_and_errors(app: Any, receiver: Any) -> None:
+    receiver.route("/bad", Reply(status=500))
+    ok: list[Any] = []
+    failed: list[tuple[Any, BaseException]] = []
+    event = Event("x.y", subscribers=[receiver.url("/good"), receiver.url("/bad")])
+    event.send(
+        {}, on_success=ok.append, on_error=lambda req, exc: failed.append((req, exc))
+    )
+    assert [r.url.target for r in ok] == ["/good"]
+    assert len(failed) == 1
+    request, exc = failed[0]
+    assert request.response.status == 500
+    assert "500" in str(exc)
+
+
+def test_default_validators_refuse_loopback_and_odd_ports(
+    make_app: Any, receiver: Any, caplog: Any
+) -> None:
+    make_app(THORN_RECIPIENT_VALIDATORS=None, THORN_RETRY=False)
+    errors: list[BaseException] = []
+    event = Event("x.y", subscribers=[receiver.url("/")])
+    with caplog.at_level(logging.WARNING):
+        event.send({}, on_error=lambda req, exc: errors.append(exc))
+    assert len(errors) == 1
+    assert isinstance(errors[0], RecipientRejected)
+    assert receiver.hooks == []
+
+
+def test_per_event_validators_override_the_setting(make_app: Any, receiver: Any) -> None:
+    from thorn.validators import ensure_protocol
+
+    make_app(THORN_RECIPIENT_VALIDATORS=None, THORN_RETRY=False)
+    event = Event(
+        "x.y",
+        subscribers=[receiver.url()],
+        recipient_validators=[ensure_protocol("http")],
+    )
+    event.send({})
+    assert len(receiver.wait_for(1)) == 1
+
+
+def test_secrets_never_reach_the_logs(make_app: Any, receiver: Any, caplog: Any) -> None:
+    make_app(THORN_RETRY=False)
+    receiver.route("/down", Reply(status=503))
+    url = receiver.url("/down").replace("http://", "http://user:pa55word@")
+    event = Event("x.y", subscribers=[{"url": url, "hmac_secret": SECRET}])
+    with caplog.at_level(logging.DEBUG, logger="thorn"):
+        (request,) = event.send({"k": "v"})
+    (hook,) = receiver.wait_for(1)
+    assert hook.header("authorization", ) is not None
+    text = caplog.text + repr(request) + str(request.exception)
+    assert "pa55word" not in text
+    assert SECRET not in text
+    assert hook.header("hook-hmac") not in text
+
+
+def test_disabled_dispatcher_sends_nothing(make_app: Any, receiver: Any) -> None:
+    make_app(THORN_DISPATCHER="disabled")
+    assert Event("x.y", subscribers=[receiver.url()]).send({}) == []
+    assert receiver.hooks == []
+
+
+def test_dispatcher_can_be_a_dotted_path(make_app: Any, receiver: Any) -> None:
+    app = make_app(THORN_DISPATCHER="thorn.dispatch.disabled:Dispatcher")
+    assert type(app.dispatcher).__name__ == "DisabledDispatcher"
+    make_app(THORN_DISPATCHER="nope")
+    with pytest.raises(ImproperlyConfigured, match="THORN_DISPATCHER"):
+        Event("x.y").send({})
+
+
+def test_keepalive_can_be_disabled_per_event(app: Any, receiver: Any) -> None:
+    event = Event("x.y", subscribers=[receiver.url()], allow_keepalive=False)
+    event.send({})
+    assert receiver.wait_for(1)[0].header("connection") == "close"

@@ -27,7 +27,9 @@ from thorn.utils.hmac import verify
 SECRET = "C=JTX)v3~dQCl];[_h[{q{CScm]oglLoe&>ga:>R~jR$.x?t|kW!FH:s@|4bu:11"
 
 
-def test_event_is_delivered_with_every_documented_header(app: Any, receiver: Any) -> None:
+def test_event_is_delivered_with_every_documented_header(
+    app: Any, receiver: Any
+) -> None:
     app.configure(
         THORN_SUBSCRIBERS={
             "user.created": {
@@ -48,13 +50,16 @@ def test_event_is_delivered_with_every_documented_header(app: Any, receiver: Any
     assert hook.header("Hook-Subscription") == requests[0].subscriber.uuid
     assert hook.header("Content-Type") == "application/json"
     ua = hook.header("User-Agent")
-    assert ua is not None and "thorn/" in ua and "httptools/" in ua
+    assert ua is not None
+    assert "thorn/" in ua
+    assert "httptools/" in ua
     # Hook-HMAC as the manual's consumer example computes it.
     assert verify(hook.header("Hook-HMAC"), "sha256", SECRET, hook.body)
     # Standard Webhooks, checked by the public library.
     Webhook(standard_webhooks_secret(SECRET)).verify(hook.body, hook.headers)
     assert hook.header("webhook-id") == requests[0].id
-    assert requests[0].response is not None and requests[0].response.status == 200
+    assert requests[0].response is not None
+    assert requests[0].response.status == 200
 
 
 def test_every_subscriber_of_an_event_receives_it(app: Any, receiver: Any) -> None:
@@ -93,7 +98,10 @@ def test_event_subscribers_argument_adds_urls_dicts_and_callables(
         "invoice.sent",
         subscribers=[
             receiver.url("/plain"),
-            {"url": receiver.url("/form"), "content_type": "application/x-www-form-urlencoded"},
+            {
+                "url": receiver.url("/form"),
+                "content_type": "application/x-www-form-urlencoded",
+            },
             more,
         ],
     )
@@ -229,7 +237,9 @@ def test_default_validators_refuse_loopback_and_odd_ports(
     assert receiver.hooks == []
 
 
-def test_per_event_validators_override_the_setting(make_app: Any, receiver: Any) -> None:
+def test_per_event_validators_override_the_setting(
+    make_app: Any, receiver: Any
+) -> None:
     from thorn.validators import ensure_protocol
 
     make_app(THORN_RECIPIENT_VALIDATORS=None, THORN_RETRY=False)
@@ -242,7 +252,9 @@ def test_per_event_validators_override_the_setting(make_app: Any, receiver: Any)
     assert len(receiver.wait_for(1)) == 1
 
 
-def test_secrets_never_reach_the_logs(make_app: Any, receiver: Any, caplog: Any) -> None:
+def test_secrets_never_reach_the_logs(
+    make_app: Any, receiver: Any, caplog: Any
+) -> None:
     make_app(THORN_RETRY=False)
     receiver.route("/down", Reply(status=503))
     url = receiver.url("/down").replace("http://", "http://user:pa55word@")
@@ -250,7 +262,12 @@ def test_secrets_never_reach_the_logs(make_app: Any, receiver: Any, caplog: Any)
     with caplog.at_level(logging.DEBUG, logger="thorn"):
         (request,) = event.send({"k": "v"})
     (hook,) = receiver.wait_for(1)
-    assert hook.header("authorization", ) is not None
+    assert (
+        hook.header(
+            "authorization",
+        )
+        is not None
+    )
     text = caplog.text + repr(request) + str(request.exception)
     assert "pa55word" not in text
     assert SECRET not in text

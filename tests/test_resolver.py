@@ -55,9 +55,7 @@ def _infos(*hosts: str) -> list[tuple[Any, ...]]:
     infos: list[tuple[Any, ...]] = []
     for host in hosts:
         if ":" in host:
-            infos.append(
-                (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (host, 80, 0, 0))
-            )
+            infos.append((socket.AF_INET6, socket.SOCK_STREAM, 6, "", (host, 80, 0, 0)))
         else:
             infos.append((socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, 80)))
     return infos
@@ -117,7 +115,7 @@ def test_the_async_lookup_uses_the_event_loop_with_stream_sockets() -> None:
             seen.update(kwargs, host=host, port=port)
             return _infos("192.0.2.7", "192.0.2.7")
 
-        loop.getaddrinfo = fake  # type: ignore[method-assign]
+        setattr(loop, "getaddrinfo", fake)  # noqa: B010 - patching the loop
         return await Resolver().resolve("example.test", 443)
 
     assert asyncio.run(main()) == (IPv4Address("192.0.2.7"),)
@@ -237,7 +235,13 @@ def test_expired_entries_leave_a_full_cache_before_fresh_ones() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"ttl": -1}, {"ttl": "30"}, {"ttl": True}, {"max_entries": -1}, {"max_entries": 1.5}],
+    [
+        {"ttl": -1},
+        {"ttl": "30"},
+        {"ttl": True},
+        {"max_entries": -1},
+        {"max_entries": 1.5},
+    ],
 )
 def test_bad_arguments_are_improperly_configured(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ImproperlyConfigured):

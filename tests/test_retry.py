@@ -79,7 +79,9 @@ def test_settings_defaults_follow_the_configuration_reference(make_app: Any) -> 
     assert (policy.retry, policy.max_retries, policy.delay) == (False, 3, 5.0)
 
 
-def test_failed_delivery_is_retried_until_it_succeeds(make_app: Any, receiver: Any) -> None:
+def test_failed_delivery_is_retried_until_it_succeeds(
+    make_app: Any, receiver: Any
+) -> None:
     app = make_app(THORN_RETRY_DELAY=0.01)
     receiver.route("/flaky", [Reply(status=500), Reply(status=503), Reply(status=200)])
     ok: list[Any] = []
@@ -95,7 +97,9 @@ def test_failed_delivery_is_retried_until_it_succeeds(make_app: Any, receiver: A
     assert request.retries == 2
 
 
-def test_retries_stop_at_retry_max_and_report_once(make_app: Any, receiver: Any) -> None:
+def test_retries_stop_at_retry_max_and_report_once(
+    make_app: Any, receiver: Any
+) -> None:
     app = make_app(THORN_RETRY_DELAY=0.01, THORN_RETRY_MAX=2)
     receiver.route("/down", Reply(status=500))
     errors: list[Any] = []
@@ -104,7 +108,8 @@ def test_retries_stop_at_retry_max_and_report_once(make_app: Any, receiver: Any)
     )
     assert app.dispatcher.wait_for_retries(10)
     assert receiver.listener.count == 3
-    assert len(errors) == 1 and isinstance(errors[0], BadStatus)
+    assert len(errors) == 1
+    assert isinstance(errors[0], BadStatus)
 
 
 def test_gone_is_not_retried(make_app: Any, receiver: Any) -> None:
@@ -119,7 +124,9 @@ def test_gone_is_not_retried(make_app: Any, receiver: Any) -> None:
     assert len(errors) == 1
 
 
-def test_timeouts_are_retried_and_reported_to_on_timeout(make_app: Any, receiver: Any) -> None:
+def test_timeouts_are_retried_and_reported_to_on_timeout(
+    make_app: Any, receiver: Any
+) -> None:
     app = make_app(THORN_RETRY_DELAY=0.01, THORN_RETRY_MAX=1)
     receiver.route("/slow", Reply(delay=1.0))
     timeouts: list[Any] = []
@@ -127,7 +134,8 @@ def test_timeouts_are_retried_and_reported_to_on_timeout(make_app: Any, receiver
         {}, on_timeout=lambda r, e: timeouts.append(e)
     )
     assert app.dispatcher.wait_for_retries(10)
-    assert len(timeouts) == 1 and isinstance(timeouts[0], DeliveryTimeout)
+    assert len(timeouts) == 1
+    assert isinstance(timeouts[0], DeliveryTimeout)
     assert receiver.listener.count == 2
 
 
@@ -141,13 +149,16 @@ def test_retry_after_is_honoured(make_app: Any, receiver: Any, caplog: Any) -> N
     assert receiver.listener.count == 2
 
 
-def test_a_failing_receiver_does_not_hold_up_the_others(make_app: Any, receiver: Any) -> None:
+def test_a_failing_receiver_does_not_hold_up_the_others(
+    make_app: Any, receiver: Any
+) -> None:
     make_app(THORN_RETRY=False)
     receiver.route("/slow", Reply(action="hang"))
     good: list[Any] = []
     event = Event(
         "x.y",
-        subscribers=[receiver.url("/slow")] + [receiver.url(f"/ok{i}") for i in range(5)],
+        subscribers=[receiver.url("/slow")]
+        + [receiver.url(f"/ok{i}") for i in range(5)],
         timeout=0.3,
     )
     event.send({}, on_success=good.append)

@@ -39,7 +39,9 @@ from thorn.transport.url import URL, InvalidURL, parse_url
         ("http://4294967295/", "255.255.255.255"),
     ],
 )
-def test_every_ipv4_spelling_is_normalised_to_a_dotted_quad(url: str, host: str) -> None:
+def test_every_ipv4_spelling_is_normalised_to_a_dotted_quad(
+    url: str, host: str
+) -> None:
     parsed = parse_url(url)
     assert parsed.host == host
     assert parsed.ip == IPv4Address(host)
@@ -432,7 +434,7 @@ def test_a_url_built_directly_composes_its_raw_text() -> None:
 
 def test_urls_survive_pickling() -> None:
     parsed = parse_url("https://u:p@example.com/x")
-    assert pickle.loads(pickle.dumps(parsed)) == parsed
+    assert pickle.loads(pickle.dumps(parsed)) == parsed  # noqa: S301 - our own bytes
 
 
 def test_urls_are_immutable() -> None:

@@ -156,7 +156,7 @@ class Thorn:
             self._dispatcher_key = None
 
     @property
-    def Dispatcher(self) -> Any:  # noqa: N802 - the manual's name
+    def Dispatcher(self) -> Any:
         return type(self.dispatcher)
 
     @property
@@ -165,7 +165,11 @@ class Thorn:
         spec = self.settings.THORN_HMAC_SIGNER
 
         def build() -> Callable[..., str]:
-            fun = import_string(spec, setting="THORN_HMAC_SIGNER") if isinstance(spec, str) else spec
+            fun = (
+                import_string(spec, setting="THORN_HMAC_SIGNER")
+                if isinstance(spec, str)
+                else spec
+            )
             if not callable(fun):
                 raise ImproperlyConfigured("THORN_HMAC_SIGNER must name a function")
             return fun  # type: ignore[no-any-return]
@@ -190,7 +194,7 @@ class Thorn:
 
     @property
     def recipient_validators(self) -> Sequence[Callable[..., Any]]:
-        """``THORN_RECIPIENT_VALIDATORS``, prepared once (default: the documented set)."""
+        """``THORN_RECIPIENT_VALIDATORS`` prepared (None: the documented set)."""
         return self.settings.derived(  # type: ignore[no-any-return]
             "THORN_RECIPIENT_VALIDATORS",
             lambda: prepare_validators(self.settings.THORN_RECIPIENT_VALIDATORS),
@@ -208,32 +212,34 @@ class Thorn:
         cache = self.__dict__.setdefault("_bound_classes", {})
         if attr not in cache:
             base = import_string(getattr(self, attr))
-            cache[attr] = type(base.__name__, (base,), {"app": self, "__module__": base.__module__})
+            cache[attr] = type(
+                base.__name__, (base,), {"app": self, "__module__": base.__module__}
+            )
         return cache[attr]
 
     @property
-    def Event(self) -> Any:  # noqa: N802 - the manual's name
+    def Event(self) -> Any:
         return self._bound("event_cls")
 
     @property
-    def ModelEvent(self) -> Any:  # noqa: N802
+    def ModelEvent(self) -> Any:
         return self._bound("model_event_cls")
 
     @property
-    def Request(self) -> Any:  # noqa: N802
+    def Request(self) -> Any:
         return self._bound("request_cls")
 
     @property
-    def Settings(self) -> Any:  # noqa: N802
+    def Settings(self) -> Any:
         return import_string(self.settings_cls)
 
     @property
-    def Subscriber(self) -> Any:  # noqa: N802
+    def Subscriber(self) -> Any:
         model = self.env.Subscriber
         return model if model is not None else import_string(self.subscriber_cls)
 
     @property
-    def Subscribers(self) -> Any:  # noqa: N802
+    def Subscribers(self) -> Any:
         sub = self.Subscriber
         return getattr(sub, "objects", sub)
 

@@ -11,7 +11,7 @@ from .app import app_or_default
 __all__ = ["buffer_events"]
 
 
-class buffer_events:  # noqa: N801 - the manual's name
+class buffer_events:
     """Context that enables event buffering.
 
     The buffer is flushed when the outermost context exits, or explicitly

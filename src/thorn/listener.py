@@ -44,7 +44,7 @@ class Hook:
 
 @dataclass(slots=True)
 class Reply:
-    """How to answer: ``action`` is ``answer``, ``reset``, ``hang``, ``stream`` or ``close``."""
+    """How to answer: ``action`` is answer, reset, hang, stream or close."""
 
     status: int = 200
     body: bytes = b"ok"
@@ -55,10 +55,21 @@ class Reply:
 
 Handler = Callable[[Hook], Reply | None]
 
-_REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently",
-            302: "Found", 307: "Temporary Redirect", 400: "Bad Request",
-            404: "Not Found", 410: "Gone", 429: "Too Many Requests",
-            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    301: "Moved Permanently",
+    302: "Found",
+    307: "Temporary Redirect",
+    400: "Bad Request",
+    404: "Not Found",
+    410: "Gone",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 class _ServerConnection(asyncio.Protocol):
@@ -349,7 +360,8 @@ class ListenerThread:
         while self.listener.count < count:
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"expected {count} webhooks, got {self.listener.count} in {timeout}s"
+                    f"expected {count} webhooks, "
+                    f"got {self.listener.count} in {timeout}s"
                 )
             time.sleep(0.005)
         return self.hooks

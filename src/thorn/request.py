@@ -67,7 +67,7 @@ def check_headers(headers: Mapping[str, Any] | None) -> list[tuple[str, str]]:
             raise ValueError(f"invalid HTTP header name {name!r}")
         if name.lower() in RESERVED_HEADERS:
             raise ValueError(
-                f"header {name!r} is set by Thorn and cannot be given as an extra header"
+                f"header {name!r} is set by Thorn and cannot be an extra header"
             )
         text = str(value)
         if _BAD_VALUE.search(text):
@@ -240,7 +240,9 @@ class Request:
         self.extra_headers.extend(check_headers(extra_headers))
         self._static_headers = None
 
-    def signature_headers(self, body: bytes, *, timestamp: int | None = None) -> list[tuple[str, str]]:
+    def signature_headers(
+        self, body: bytes, *, timestamp: int | None = None
+    ) -> list[tuple[str, str]]:
         sub = self.subscriber
         signed = self._get_signer().headers(
             body=body,
@@ -290,7 +292,8 @@ class Request:
         self.response = response
         if not response.ok:
             raise BadStatus(
-                f"{self.url.host_header} answered {response.status} {response.reason}".rstrip(),
+                f"{self.url.host_header} answered {response.status} "
+                f"{response.reason}".rstrip(),
                 request=self,
                 response=response,
             )
@@ -313,12 +316,16 @@ class Request:
         if propagate:
             raise exc
 
-    def handle_connection_error(self, exc: BaseException, propagate: bool = False) -> None:
+    def handle_connection_error(
+        self, exc: BaseException, propagate: bool = False
+    ) -> None:
         self.handle_failure(exc)
         if propagate:
             raise exc
 
-    def dispatch(self, session: SyncClient | None = None, propagate: bool = False) -> Request:
+    def dispatch(
+        self, session: SyncClient | None = None, propagate: bool = False
+    ) -> Request:
         """Make one attempt now, in this thread, and call the callbacks."""
         client = session or _thread_client()
         try:
@@ -356,7 +363,9 @@ class Request:
             "subscriber": sub_dict,
             "timeout": self.timeout,
             "policy": self.policy.to_dict(),
-            "recipient_validators": serialize_validators(list(self.recipient_validators)),
+            "recipient_validators": serialize_validators(
+                list(self.recipient_validators)
+            ),
             "allow_keepalive": self.allow_keepalive,
             "headers": dict(self.extra_headers),
             "user_agent": self.user_agent,
@@ -376,8 +385,12 @@ class Request:
             Subscriber.from_dict(sub),
             id=data.get("id"),
             timeout=data.get("timeout"),
-            policy=RetryPolicy.from_dict(data["policy"]) if data.get("policy") else None,
-            recipient_validators=deserialize_validators(data.get("recipient_validators") or []),
+            policy=RetryPolicy.from_dict(data["policy"])
+            if data.get("policy")
+            else None,
+            recipient_validators=deserialize_validators(
+                data.get("recipient_validators") or []
+            ),
             allow_keepalive=data.get("allow_keepalive", True),
             headers=data.get("headers"),
             user_agent=data.get("user_agent"),

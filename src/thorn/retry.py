@@ -72,7 +72,9 @@ class RetryPolicy:
         """True if one more try is allowed after ``retries_done`` retries."""
         return self.retry and retries_done < self.max_retries and is_retryable(exc)
 
-    def delay_for(self, retries_done: int, *, retry_after: float | None = None) -> float:
+    def delay_for(
+        self, retries_done: int, *, retry_after: float | None = None
+    ) -> float:
         """Seconds to wait before retry number ``retries_done + 1``."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.backoff_max)

@@ -109,7 +109,7 @@ def matches_pattern(pattern: str, name: str) -> bool:
             return False
     elif len(nwords) != len(pwords):
         return False
-    return all(p == WILDCARD or p == n for p, n in zip(pwords, nwords, strict=False))
+    return all(p in (WILDCARD, n) for p, n in zip(pwords, nwords, strict=False))
 
 
 @lru_cache(maxsize=4096)
@@ -198,8 +198,8 @@ class Subscriber(AbstractSubscriber):
     ``extra_secrets`` also sign Standard Webhooks during a secret rotation.
     """
 
-    url: str  # type: ignore[assignment]
-    event: str = WILDCARD  # type: ignore[assignment]
+    url: str
+    event: str = WILDCARD
     content_type: str = "application/json"
     hmac_secret: str | None = None
     hmac_digest: str = "sha256"
@@ -314,7 +314,7 @@ def _as_iterable(value: Any) -> Iterable[Any]:
         return ()
     if isinstance(value, (str, Mapping)) or not isinstance(value, Iterable):
         return (value,)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def iter_subscribers(

@@ -545,7 +545,14 @@ def _serialize(validator: Validator | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(validator, Mapping):
         validator = validator_from_dict(validator)
     if isinstance(validator, RecipientValidator):
-        return validator.to_dict()
+        data = validator.to_dict()
+        if validator.name not in _FACTORIES or validator_from_dict(data) != validator:
+            raise ImproperlyConfigured(
+                f"recipient validator {validator!r} is not a built-in one, so it "
+                "cannot be serialized; call it from a module-level function and "
+                "use that function instead"
+            )
+        return data
     if not callable(validator):
         raise ImproperlyConfigured(
             f"recipient validator {validator!r} is not callable; use one of "
@@ -634,13 +641,16 @@ def _one_of(allowed: Iterable[object]) -> str:
 
 
 def _addresses_of(recipient: Recipient) -> tuple[IPAddress, ...]:
-    """The recipient's addresses, resolving its host if nobody did yet."""
-    if recipient.addresses:
-        return recipient.addresses
+    """The recipient's addresses, resolving its host if nobody did yet.
+
+    An IP literal host is always one of them, whatever ``addresses`` says.
+    """
     url = recipient.url
     literal = url.ip
     if literal is not None:
-        return (literal,)
+        return (literal, *(a for a in recipient.addresses if a != literal))
+    if recipient.addresses:
+        return recipient.addresses
     return default_resolver().resolve_sync(url.host, url.port)
 
 

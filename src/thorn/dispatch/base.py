@@ -10,8 +10,8 @@ from typing import Any
 from ..exceptions import BufferNotEmpty
 from ..request import Request
 from ..retry import RetryPolicy
-from ..subscribers import matches_pattern, static_subscribers, user_ident
 from ..subscribers import iter_subscribers as _iter_subscribers
+from ..subscribers import matches_pattern, static_subscribers, user_ident
 
 __all__ = ["Dispatcher"]
 
@@ -109,7 +109,11 @@ class Dispatcher:
             return []
         subscribers = [s for s in subscribers if self._passes_filters(s, payload)]
         if timeout is None:
-            timeout = self.timeout if self.timeout is not None else settings.THORN_EVENT_TIMEOUT
+            timeout = (
+                self.timeout
+                if self.timeout is not None
+                else settings.THORN_EVENT_TIMEOUT
+            )
         if policy is None:
             policy = RetryPolicy.from_settings(settings)
         if recipient_validators is None:
@@ -119,9 +123,12 @@ class Dispatcher:
         signer = app.signer
         sender_ident = user_ident(sender)
         request_cls = app.Request
+        user_agent = settings.THORN_USER_AGENT
         requests = []
         for sub in subscribers:
-            body = self.encode_cached(payload, cache, getattr(sub, "content_type", None))
+            body = self.encode_cached(
+                payload, cache, getattr(sub, "content_type", None)
+            )
             requests.append(
                 request_cls(
                     event,
@@ -135,6 +142,7 @@ class Dispatcher:
                     recipient_validators=validators,
                     allow_keepalive=allow_keepalive,
                     headers=headers,
+                    user_agent=user_agent,
                     body=body,
                     policy=policy,
                     signer=signer,
@@ -158,11 +166,12 @@ class Dispatcher:
             return False
 
     def encode_payload(self, data: Any, content_type: str | None) -> bytes:
-        return self.app.codecs.encode(
+        body: bytes = self.app.codecs.encode(
             data,
             content_type or "application/json",
             max_size=self.app.settings.THORN_PAYLOAD_MAX_SIZE,
         )
+        return body
 
     def encode_cached(
         self, payload: Any, cache: dict[str, bytes], ctype: str | None
@@ -171,7 +180,8 @@ class Dispatcher:
         try:
             return cache[key]
         except KeyError:
-            body = cache[key] = self.encode_payload(payload, key)
+            body: bytes = self.encode_payload(payload, key)
+            cache[key] = body
             return body
 
     def subscribers_for_event(
@@ -186,11 +196,16 @@ class Dispatcher:
         found: list[Any] = []
         if extra_subscribers:
             found.extend(
-                _iter_subscribers(extra_subscribers, name, sender=sender, context=context)
+                _iter_subscribers(
+                    extra_subscribers, name, sender=sender, context=context
+                )
             )
         found.extend(
             static_subscribers(
-                self.app.settings.THORN_SUBSCRIBERS, name, sender=sender, context=context
+                self.app.settings.THORN_SUBSCRIBERS,
+                name,
+                sender=sender,
+                context=context,
             )
         )
         found.extend(self.app.env.subscribers_for(name, sender=sender, app=self.app))
@@ -219,7 +234,8 @@ class Dispatcher:
 
     def dispatch_request(self, request: Request) -> None:
         raise NotImplementedError(
-            f"{type(self).__name__} must implement dispatch_request or dispatch_requests"
+            f"{type(self).__name__} must implement dispatch_request "
+            "or dispatch_requests"
         )
 
     # -- buffering -----------------------------------------------------------

@@ -72,7 +72,9 @@ def finish(request: Request, exc: BaseException | None) -> None:
     """Log the final outcome and call the request's callbacks."""
     try:
         if exc is None:
-            logger.debug("delivered %s %s to %s", request.event, request.id, request.url)
+            logger.debug(
+                "delivered %s %s to %s", request.event, request.id, request.url
+            )
             request.handle_success()
         else:
             logger.warning(
@@ -142,7 +144,9 @@ class RetryScheduler:
                 await asyncio.sleep(delay)
                 request.retries += 1
                 exc = await attempt_safely(request, self._client)
-                if exc is not None and request.policy.should_retry(request.retries, exc):
+                if exc is not None and request.policy.should_retry(
+                    request.retries, exc
+                ):
                     delay = request.policy.delay_for(
                         request.retries, retry_after=retry_after_of(exc)
                     )

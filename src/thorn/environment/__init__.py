@@ -29,10 +29,12 @@ class Env:
         return None
 
     @property
-    def Subscriber(self) -> Any:  # noqa: N802 - the manual's name
+    def Subscriber(self) -> Any:
         return None
 
-    def subscribers_for(self, event: str, *, sender: Any = None, app: Any = None) -> Iterable[Any]:
+    def subscribers_for(
+        self, event: str, *, sender: Any = None, app: Any = None
+    ) -> Iterable[Any]:
         """Stored subscribers of ``event`` (none without a framework)."""
         return ()
 

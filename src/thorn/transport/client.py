@@ -281,7 +281,8 @@ class _Connection(asyncio.Protocol):
         self._reset()
         self.used = True
         loop = asyncio.get_running_loop()
-        self.waiter = waiter = loop.create_future()
+        waiter: asyncio.Future[Response] = loop.create_future()
+        self.waiter = waiter
         self.transport.write(data)
         try:
             return await waiter
@@ -335,7 +336,9 @@ class AsyncClient:
     ) -> tuple[IPAddress, ...]:
         """Resolve ``url``'s host and run ``validators`` on what was found."""
         ip = url.ip
-        addrs = (ip,) if ip is not None else await self.resolver.resolve(url.host, url.port)
+        addrs = (
+            (ip,) if ip is not None else await self.resolver.resolve(url.host, url.port)
+        )
         if validators:
             key = (tuple(validators), url.scheme, url.host, url.port, addrs)
             now = time.monotonic()
@@ -360,7 +363,7 @@ class AsyncClient:
         for ip in addrs:
             try:
                 _, conn = await loop.create_connection(
-                    lambda ip=ip: _Connection(key, ip, self.max_response_size),  # type: ignore[misc]
+                    lambda ip=ip: _Connection(key, ip, self.max_response_size),
                     host=str(ip),
                     port=url.port,
                     ssl=self.ssl_context if tls else None,
@@ -374,7 +377,9 @@ class AsyncClient:
             except (OSError, ssl.SSLError) as exc:
                 last = exc
         reason = last.strerror if isinstance(last, OSError) and last.strerror else last
-        raise ConnectionFailed(f"cannot connect to {url.host_header}: {reason}") from last
+        raise ConnectionFailed(
+            f"cannot connect to {url.host_header}: {reason}"
+        ) from last
 
     async def post(
         self,
@@ -404,7 +409,9 @@ class AsyncClient:
             lines.append(f"{name}: {value}\r\n")
         if url.username is not None:
             userinfo = f"{url.username}:{url.password or ''}".encode()
-            lines.append(f"Authorization: Basic {base64.b64encode(userinfo).decode()}\r\n")
+            lines.append(
+                f"Authorization: Basic {base64.b64encode(userinfo).decode()}\r\n"
+            )
         if not keepalive:
             lines.append("Connection: close\r\n")
         lines.append("\r\n")
@@ -435,6 +442,7 @@ class AsyncClient:
                                 continue
                             raise
                     assert response is not None
+                    assert conn is not None
                     if keepalive and conn.reusable:
                         conn.idle_since = time.monotonic()
                         pool.idle.append(conn)
@@ -557,7 +565,13 @@ class SyncClient:
         helper = self._fallback_client
         return cls._fallback.submit(helper.run, work).result()
 
-    def post(self, url: URL | str, body: bytes, headers: Iterable[tuple[str, str]] = (), **kwargs: Any) -> Response:
+    def post(
+        self,
+        url: URL | str,
+        body: bytes,
+        headers: Iterable[tuple[str, str]] = (),
+        **kwargs: Any,
+    ) -> Response:
         """Blocking :meth:`AsyncClient.post`."""
         return self.run(lambda client: client.post(url, body, headers, **kwargs))
 

@@ -30,7 +30,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import is_dataclass
-from datetime import date, time
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Final, NoReturn
 from uuid import UUID
@@ -127,7 +127,7 @@ def dumps_bytes(obj: Any, *, default: Default | None = None) -> bytes:
         return _encode_carefully(obj, fallback, exc)
     # orjson writes NaN and infinities as null: look closer only if it could
     # have happened.
-    if b"null" in out:
+    if b"null" in out and not _plainly_finite(obj):
         _inspect(obj, fallback)
     return out
 
@@ -186,6 +186,37 @@ def _fail(path: tuple[object, ...], what: str) -> NoReturn:
     )
 
 
+_PLAIN_LEAVES: Final = frozenset(
+    {str, int, bool, type(None), datetime, date, time, UUID, Decimal}
+)
+
+
+def _plainly_finite(obj: Any) -> bool:
+    """Quickly tell that ``obj`` holds no NaN or infinity.
+
+    False means "not sure" (a non-finite float, or a type that needs a
+    closer look) and calls for :func:`_inspect`.  Only used on what orjson
+    already encoded, so there are no cycles to worry about.
+    """
+    stack = [obj]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind in _PLAIN_LEAVES:
+            continue
+        if kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is dict:
+            extend(item.values())
+        elif kind is list or kind is tuple:
+            extend(item)
+        else:
+            return False
+    return True
+
+
 def _inspect(obj: Any, fallback: Default) -> None:
     """Raise UnencodablePayload for the first value orjson cannot write well."""
     _walk(obj, fallback, (), 0, set())
@@ -196,7 +227,11 @@ def _check_str(s: str, path: tuple[object, ...], role: str) -> None:
         try:
             s.encode("utf-8")
         except UnicodeEncodeError:
-            _fail(path, f"{role} a lone surrogate, which UTF-8 cannot encode")
+            _fail(
+                path,
+                f"{role} a lone surrogate, which UTF-8 cannot encode: fix how "
+                "the text was decoded",
+            )
 
 
 def _walk(

@@ -1,0 +1,1 @@
+"""Thorn's benchmarks: ``make bench`` or ``python -m benchmarks.run``."""

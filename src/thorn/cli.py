@@ -1,0 +1,241 @@
+"""The ``thorn`` command: ``thorn listen`` and ``thorn send``.
+
+Exit codes: 0 success, 1 a delivery failed (or a webhook did not verify,
+with ``listen --exit-after``), 2 wrong usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from .__about__ import __version__
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _print_hook(
+    hook: Any, out: TextIO, *, show_body: bool, max_body: int = 2000
+) -> None:
+    when = datetime.datetime.fromtimestamp(hook.received_at).strftime("%H:%M:%S.%f")[
+        :-3
+    ]
+    event = hook.header("hook-event") or "-"
+    delivery = hook.header("hook-delivery") or "-"
+    if hook.verified:
+        check = f"signature OK ({hook.verified})"
+    elif hook.error:
+        check = f"signature FAILED: {hook.error}"
+    else:
+        check = "signature not checked (no --secret)"
+    out.write(f"{when}  {hook.method} {hook.path}  {event}  {delivery}\n  {check}\n")
+    if show_body:
+        text = hook.body.decode("utf-8", "replace")
+        with contextlib.suppress(ValueError):
+            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        if len(text) > max_body:
+            text = text[:max_body] + f"\n  ... ({len(hook.body)} bytes)"
+        out.write("  " + text.replace("\n", "\n  ") + "\n")
+    out.flush()
+
+
+async def _listen(args: argparse.Namespace, out: TextIO) -> int:
+    from .listener import Listener, Reply
+
+    done = asyncio.Event()
+    failures = 0
+
+    def on_hook(hook: Any) -> None:
+        nonlocal failures
+        if hook.error:
+            failures += 1
+        if not args.quiet:
+            _print_hook(hook, out, show_body=not args.no_body)
+        if args.exit_after and listener.count >= args.exit_after:
+            done.set()
+
+    listener = Listener(
+        args.host,
+        args.port,
+        secret=args.secret,
+        digest=args.digest,
+        handler=lambda hook: Reply(status=args.status),
+        on_hook=on_hook,
+        record=False,
+    )
+    await listener.start()
+    out.write(
+        f"thorn {__version__} listening on {listener.url('/')}  (Ctrl-C to stop)\n"
+    )
+    out.flush()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, done.set)
+    try:
+        if args.timeout:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), args.timeout)
+        else:
+            await done.wait()
+    finally:
+        await listener.stop()
+    if args.exit_after and listener.count < args.exit_after:
+        out.write(f"only {listener.count} of {args.exit_after} webhooks arrived\n")
+        return EXIT_FAILED
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from .transport.client import new_event_loop
+
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(_listen(args, sys.stdout))
+    finally:
+        loop.close()
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from .app import Thorn
+    from .events import Event
+    from .exceptions import ThornError
+    from .validators import block_internal_ips, ensure_protocol
+
+    try:
+        data = json.loads(args.data)
+    except ValueError as exc:
+        print(f"thorn send: --data is not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    validators: list[Any] | None = None  # None: the documented default set
+    if args.allow_internal:
+        # Local development: any address and port, http or https only.
+        validators = [ensure_protocol("http", "https")]
+    elif args.any_port:
+        validators = [block_internal_ips(), ensure_protocol("http", "https")]
+    app = Thorn(
+        settings={
+            "THORN_RETRY": args.retry_max > 0,
+            "THORN_RETRY_MAX": args.retry_max,
+            "THORN_RETRY_DELAY": args.retry_delay,
+            "THORN_RECIPIENT_VALIDATORS": validators,
+        },
+        set_as_current=False,
+    )
+    subscribers = [
+        {
+            "url": url,
+            "content_type": args.content_type,
+            "hmac_secret": args.secret,
+            "hmac_digest": args.digest,
+        }
+        for url in args.url
+    ]
+    failed: list[str] = []
+
+    def ok(request: Any) -> None:
+        response = request.response
+        print(
+            f"delivered {request.id} to {request.url}: {response.status} in "
+            f"{response.elapsed * 1000:.1f} ms"
+        )
+
+    def error(request: Any, exc: BaseException) -> None:
+        where = request.subscriber.url
+        with contextlib.suppress(ValueError):
+            where = str(request.url)
+        failed.append(where)
+        print(f"FAILED {request.id} to {where}: {exc}", file=sys.stderr)
+
+    try:
+        event = Event(
+            args.event, app=app, subscribers=subscribers, timeout=args.timeout
+        )
+        event.send(data, on_success=ok, on_error=error, on_timeout=error)
+        app.dispatcher.wait_for_retries()
+    except (ThornError, ValueError, TypeError) as exc:
+        print(f"thorn send: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        app.close()
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="thorn", description="Thorn webhooks: send and receive them."
+    )
+    parser.add_argument("--version", action="version", version=f"thorn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    listen = sub.add_parser(
+        "listen", help="run a local receiver that prints each webhook and checks it"
+    )
+    listen.add_argument("--host", default="127.0.0.1")
+    listen.add_argument("--port", type=int, default=8765)
+    listen.add_argument(
+        "--secret", help="check Hook-HMAC and Standard Webhooks signatures"
+    )
+    listen.add_argument("--digest", default="sha256", help="Hook-HMAC digest (sha256)")
+    listen.add_argument("--status", type=int, default=200, help="status to answer with")
+    listen.add_argument(
+        "--quiet", action="store_true", help="print nothing per webhook"
+    )
+    listen.add_argument("--no-body", action="store_true", help="do not print bodies")
+    listen.add_argument(
+        "--exit-after",
+        type=int,
+        default=0,
+        metavar="N",
+        help="stop after N webhooks (exit 1 if fewer arrive)",
+    )
+    listen.add_argument("--timeout", type=float, default=0, help="stop after SECONDS")
+    listen.set_defaults(func=cmd_listen)
+
+    send = sub.add_parser("send", help="send one event to one or more URLs")
+    send.add_argument("event", help="event name, e.g. article.created")
+    send.add_argument("--data", default="{}", help="payload as JSON")
+    send.add_argument(
+        "--url", action="append", required=True, help="subscriber URL (repeat)"
+    )
+    send.add_argument("--secret", help="HMAC secret to sign with")
+    send.add_argument("--digest", default="sha256")
+    send.add_argument("--content-type", default="application/json")
+    send.add_argument("--timeout", type=float, default=3.0)
+    send.add_argument("--retry-max", type=int, default=0)
+    send.add_argument("--retry-delay", type=float, default=1.0)
+    send.add_argument(
+        "--allow-internal",
+        action="store_true",
+        help="allow internal addresses (127.0.0.1...) and any port",
+    )
+    send.add_argument(
+        "--any-port",
+        action="store_true",
+        help="allow any port (internal addresses stay blocked)",
+    )
+    send.set_defaults(func=cmd_send)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

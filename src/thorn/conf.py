@@ -89,6 +89,9 @@ class Settings:
         self._cache: dict[str, Any] = {}
         self._derived: dict[str, Any] = {}
         self._lock = threading.Lock()
+        #: Incremented by every :meth:`reset`: caches built from settings
+        #: compare it to know when to rebuild.
+        self.generation = 0
 
     def _lookup(self, name: str) -> Any:
         if name in self._overrides:
@@ -138,6 +141,7 @@ class Settings:
     def reset(self, setting: str | None = None) -> None:
         """Forget cached values (all, or the one named)."""
         with self._lock:
+            self.generation += 1
             if setting is None:
                 self._cache.clear()
                 self._derived.clear()

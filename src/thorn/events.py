@@ -81,6 +81,7 @@ class Event:
         if allow_keepalive is not None:
             self.allow_keepalive = allow_keepalive
         self.options = kwargs
+        self._policy_cache: tuple[Any, int, RetryPolicy] | None = None
 
     def _validate_name(self, name: str) -> str:
         return validate_event_name(name)
@@ -108,12 +109,22 @@ class Event:
 
     @property
     def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy.from_settings(
-            self._app.settings,
+        settings = self._app.settings
+        cached = self._policy_cache
+        if (
+            cached is not None
+            and cached[0] is settings
+            and cached[1] == settings.generation
+        ):
+            return cached[2]
+        policy = RetryPolicy.from_settings(
+            settings,
             retry=self.retry,
             max_retries=self.retry_max,
             delay=self.retry_delay,
         )
+        self._policy_cache = (settings, settings.generation, policy)
+        return policy
 
     def prepare_recipient_validators(
         self, validators: Sequence[Callable[..., Any]] | None

@@ -328,9 +328,41 @@ def iter_subscribers(
     """Turn a subscriber spec (URL, dict, list, callable, generator) into subscribers.
 
     Subscribers made from plain URLs subscribe to ``pattern`` (default: the
-    event's own name).
+    event's own name). A spec without callables is converted once and the
+    result reused (specs are treated as immutable: build a new list rather
+    than changing one in place).
     """
-    yield from _coerce(spec, pattern or event, event, sender, context or {})
+    if spec is None:
+        return
+    key = (id(spec), event, pattern)
+    entry = _SPEC_CACHE.get(key)
+    if entry is not None and entry[0] is spec:
+        static = entry[1]
+    else:
+        static = None
+        if not _is_dynamic(spec):
+            static = tuple(_coerce(spec, pattern or event, event, None, {}))
+        if len(_SPEC_CACHE) >= 4096:
+            _SPEC_CACHE.clear()
+        _SPEC_CACHE[key] = (spec, static)
+    if static is not None:
+        yield from static
+    else:
+        yield from _coerce(spec, pattern or event, event, sender, context or {})
+
+
+_SPEC_CACHE: dict[tuple[int, str, str | None], tuple[Any, tuple[Any, ...] | None]] = {}
+
+
+def _is_dynamic(spec: Any) -> bool:
+    """True if converting ``spec`` calls something (so it cannot be cached)."""
+    if isinstance(spec, (str, Mapping, AbstractSubscriber)):
+        return False
+    if callable(spec):
+        return True
+    if isinstance(spec, (list, tuple)):
+        return any(_is_dynamic(item) for item in spec)
+    return True  # generators and other iterables are consumed once
 
 
 def static_subscribers(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -75,10 +76,7 @@ class URL:
     @property
     def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         """The address when the host is an IP literal, else None."""
-        try:
-            return ipaddress.ip_address(self.host)
-        except ValueError:
-            return None
+        return _ip_literal(self.host)
 
     @property
     def is_default_port(self) -> bool:
@@ -126,6 +124,31 @@ def parse_url(url: str | URL) -> URL:
     """
     if isinstance(url, URL):
         return url
+    # Subscriber URLs repeat on every send: parse each text once. URL is
+    # immutable, so a cached result can be shared.
+    cached = _CACHE.get(url) if isinstance(url, str) else None
+    if cached is not None:
+        return cached
+    parsed = _parse(url)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    _CACHE[url] = parsed
+    return parsed
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+_CACHE: dict[str, URL] = {}
+_CACHE_SIZE = 4096
+
+
+def _parse(url: str) -> URL:
     if not isinstance(url, str):
         raise InvalidURL(
             f"a URL must be a str, not {type(url).__name__}; "

@@ -1,0 +1,45 @@
+"""The benchmark command keeps working (it measures; it asserts no speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_benchmark_command_runs_and_reports_every_case(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--seconds",
+            "0.1",
+            "--rounds",
+            "1",
+            "--only",
+            "requests-keepalive",
+            "thorn-default-1",
+            "thorn-default-10",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())
+    assert [r["case"] for r in rows] == [
+        "requests-keepalive",
+        "thorn-default-1",
+        "thorn-default-10",
+    ]
+    assert all(r["per_second"] > 0 for r in rows)
+    assert "deliveries/s" in result.stdout

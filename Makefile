@@ -27,8 +27,13 @@ types: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
+# The core suite runs without Django configured (it must not need it); the
+# Django suite runs once on SQLite and once on a PostgreSQL server that the
+# tests start themselves.
 pytest: $(STAMP)
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q --ignore=tests/django $(PYTEST_ARGS)
+	$(BIN)/pytest -q tests/django --ds=testproject.settings $(PYTEST_ARGS)
+	THORN_TEST_DB=postgresql $(BIN)/pytest -q tests/django --ds=testproject.settings $(PYTEST_ARGS)
 
 test: lint types contracts pytest
 

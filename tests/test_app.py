@@ -23,7 +23,7 @@ def test_documented_defaults() -> None:
     assert s.THORN_RETRY is True
     assert s.THORN_RETRY_DELAY == 60.0
     assert s.THORN_RETRY_MAX == 10
-    assert s.THORN_SIGNAL_HONORS_TRANSACTION is False
+    assert s.THORN_SIGNAL_HONORS_TRANSACTION is True  # Thorn 2, as announced
     assert s.THORN_HMAC_SIGNER == "thorn.utils.hmac:sign"
 
 

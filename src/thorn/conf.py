@@ -30,7 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "THORN_RETRY_DELAY": 60.0,
     "THORN_RETRY_MAX": 10,
     "THORN_RECIPIENT_VALIDATORS": None,  # None: the documented default set
-    "THORN_SIGNAL_HONORS_TRANSACTION": False,
+    # The manual: "disabled by default. It will be enabled by default in
+    # Thorn 2.0". This is Thorn 2: webhooks of rolled-back changes are dropped.
+    "THORN_SIGNAL_HONORS_TRANSACTION": True,
     "THORN_SUBSCRIBER_MODEL": None,
     # Thorn 2 additions.
     "THORN_RETRY_BACKOFF": True,
@@ -42,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     "THORN_USER_AGENT": None,
     "THORN_MAX_CONNECTIONS_PER_HOST": 32,
     "THORN_MAX_CONNECTIONS": 512,
+    # Prefix for relative model URLs (get_absolute_url() gives a path):
+    # "https://example.com". None leaves refs as the reverser returns them.
+    "THORN_BASE_URL": None,
 }
 
 

@@ -1,0 +1,1 @@
+"""Models with webhooks, for the Django tests."""

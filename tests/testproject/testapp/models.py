@@ -1,0 +1,1 @@
+"""Models of the test app (owned by the model-events work)."""

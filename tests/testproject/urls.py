@@ -1,0 +1,12 @@
+"""URLs of the test project: admin, the subscription API, the OpenAPI schema."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("hooks/", include("thorn.django.rest_framework.urls", namespace="webhook")),
+    path("api/", include("thorn.django.rest_framework.schema_urls")),
+]

@@ -231,3 +231,37 @@ def test_clients_in_many_threads_do_not_interfere(receiver: Any) -> None:
         t.join()
     assert errors == []
     assert receiver.listener.count == 80
+
+
+def test_async_validators_are_awaited(client: SyncClient, receiver: Any) -> None:
+    async def refuse(recipient: Any) -> None:
+        raise RecipientRejected("not this one")
+
+    with pytest.raises(RecipientRejected, match="not this one"):
+        client.post(receiver.url(), b"x", validators=[refuse])
+    assert receiver.hooks == []
+
+
+def test_only_http_and_https_are_posted_to(client: SyncClient) -> None:
+    with pytest.raises(RecipientRejected, match="http and https only"):
+        client.post("ftp://127.0.0.1/", b"x")
+
+
+def test_scheme_and_port_are_refused_before_any_dns_lookup(client: SyncClient) -> None:
+    from thorn.validators import default_validators
+
+    with pytest.raises(RecipientRejected):
+        client.post(
+            "http://no-such-host.invalid:8080/", b"x", validators=default_validators()
+        )
+
+
+def test_credentials_in_the_url_do_not_duplicate_an_authorization_header(
+    client: SyncClient, receiver: Any
+) -> None:
+    url = receiver.url("/").replace("http://", "http://u:p@")
+    client.post(url, b"x", [("Authorization", "Bearer t")])
+    client.post(url, b"x")
+    first, second = receiver.hooks
+    assert first.header("authorization") == "Bearer t"
+    assert second.header("authorization") == "Basic dTpw"

@@ -292,3 +292,40 @@ def test_keepalive_can_be_disabled_per_event(app: Any, receiver: Any) -> None:
     event = Event("x.y", subscribers=[receiver.url()], allow_keepalive=False)
     event.send({})
     assert receiver.wait_for(1)[0].header("connection") == "close"
+
+
+def test_a_request_made_by_hand_uses_the_default_validators(
+    make_app: Any, receiver: Any
+) -> None:
+    from thorn import Request
+
+    make_app(THORN_RECIPIENT_VALIDATORS=None)
+    request = Request("x.y", {}, None, Subscriber(url=receiver.url()))
+    with pytest.raises(RecipientRejected):
+        request.post()
+    assert receiver.hooks == []
+
+
+def test_an_extra_user_agent_replaces_thorns(app: Any, receiver: Any) -> None:
+    Event("x.y", subscribers=[receiver.url()]).send(
+        {}, headers={"User-Agent": "mine/1"}
+    )
+    (hook,) = receiver.wait_for(1)
+    assert hook.header("user-agent") == "mine/1"
+
+
+def test_requests_travel_as_json_even_with_callable_filters(app: Any) -> None:
+    from thorn import Q, Request
+
+    sub = Subscriber(url="https://example.com/", filters=Q(a__eq=1), hmac_secret="k")
+    request = Request("x.y", {"a": 1}, None, sub)
+    data = json.loads(json.dumps(request.as_dict()))
+    again = Request.from_dict(data)
+    assert again.id == request.id
+    assert again.subscriber.hmac_secret == "k"
+    assert again.subscriber.uuid == sub.uuid
+
+
+def test_an_empty_secret_is_refused() -> None:
+    with pytest.raises(ImproperlyConfigured, match="hmac_secret is empty"):
+        Subscriber(url="https://example.com/", hmac_secret="")

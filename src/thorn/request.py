@@ -152,10 +152,22 @@ class Request:
                 delay=60.0 if retry_delay is None else retry_delay,
             )
         self.policy = policy
-        self.recipient_validators = tuple(recipient_validators or ())
+        if recipient_validators is None:
+            # A request made by hand gets the configured (or documented
+            # default) validators; an explicit empty list means none.
+            from .app import app_or_default
+
+            recipient_validators = app_or_default(app or self.app).recipient_validators
+        self.recipient_validators = tuple(recipient_validators)
         self.allow_keepalive = allow_keepalive
         self.extra_headers = check_headers(headers)
-        self.user_agent = user_agent or USER_AGENT
+        agent = [v for k, v in self.extra_headers if k.lower() == "user-agent"]
+        if agent:
+            # An extra User-Agent replaces Thorn's rather than adding a second.
+            self.extra_headers = [
+                (k, v) for k, v in self.extra_headers if k.lower() != "user-agent"
+            ]
+        self.user_agent = agent[-1] if agent else (user_agent or USER_AGENT)
         self.body = body
         self.app = app or self.app
         self._signer = signer
@@ -354,7 +366,20 @@ class Request:
         from .validators import serialize_validators
 
         sub = self.subscriber
-        sub_dict = sub.as_dict() if hasattr(sub, "as_dict") else {"url": sub.url}
+        # Built from attributes, not sub.as_dict(): payload filters were
+        # applied when this request was made and do not travel.
+        sub_dict = {
+            "event": getattr(sub, "event", self.event),
+            "url": sub.url,
+            "content_type": self.content_type,
+            "hmac_secret": getattr(sub, "hmac_secret", None) or None,
+            "hmac_digest": getattr(sub, "hmac_digest", None) or "sha256",
+            "uuid": self.subscription,
+            "user": sub.user_ident() if hasattr(sub, "user_ident") else None,
+        }
+        extra = tuple(getattr(sub, "extra_secrets", ()) or ())
+        if extra:
+            sub_dict["extra_secrets"] = list(extra)
         return {
             "id": self.id,
             "event": self.event,

@@ -213,6 +213,10 @@ class Subscriber(AbstractSubscriber):
         if not isinstance(self.url, str) or not self.url:
             raise ImproperlyConfigured(f"a subscriber needs a URL, not {self.url!r}")
         validate_pattern(self.event)
+        if self.hmac_secret is not None and not self.hmac_secret:
+            raise ImproperlyConfigured(
+                "hmac_secret is empty: give a secret, or None to send unsigned"
+            )
         if not self.uuid:
             # Stable across processes, so Hook-Subscription means something.
             ident = f"{self.event} {self.url}"

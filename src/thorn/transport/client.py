@@ -22,6 +22,7 @@ import base64
 import collections
 import contextlib
 import email.utils
+import inspect
 import ssl
 import threading
 import time
@@ -31,7 +32,7 @@ from typing import Any, TypeVar
 
 import httptools
 
-from ..exceptions import ConnectionFailed, DeliveryTimeout
+from ..exceptions import ConnectionFailed, DeliveryTimeout, RecipientRejected
 from .resolver import IPAddress, Resolver
 from .url import URL, parse_url
 
@@ -336,23 +337,60 @@ class AsyncClient:
     ) -> tuple[IPAddress, ...]:
         """Resolve ``url``'s host and run ``validators`` on what was found."""
         ip = url.ip
-        addrs = (
-            (ip,) if ip is not None else await self.resolver.resolve(url.host, url.port)
-        )
-        if validators:
-            key = (tuple(validators), url.scheme, url.host, url.port, addrs)
-            now = time.monotonic()
-            expires = self._validated.get(key)
-            if expires is None or expires < now:
-                from ..validators import Recipient
-
-                recipient = Recipient(url, addrs)
-                for validator in validators:
-                    validator(recipient)
-                if len(self._validated) > 4096:
-                    self._validated.clear()
-                self._validated[key] = now + self.resolver.ttl
+        if not validators:
+            if ip is not None:
+                return (ip,)
+            return await self.resolver.resolve(url.host, url.port)
+        vkey = tuple(validators)
+        now = time.monotonic()
+        if ip is not None:
+            addrs: tuple[IPAddress, ...] = (ip,)
+        else:
+            # Validators that need no addresses (scheme, port) run before any
+            # DNS lookup: a refused URL is refused, not retried as a failed
+            # resolution.
+            early = (vkey, url.scheme, url.host, url.port, None)
+            if not self._fresh(early, now):
+                await self._run_validators(url, (), validators, addresses=False)
+                self._remember(early, now)
+            addrs = await self.resolver.resolve(url.host, url.port)
+        key = (vkey, url.scheme, url.host, url.port, addrs)
+        if not self._fresh(key, now):
+            if ip is not None:
+                await self._run_validators(url, addrs, validators, addresses=False)
+            await self._run_validators(url, addrs, validators, addresses=True)
+            self._remember(key, now)
         return addrs
+
+    def _fresh(self, key: tuple[Any, ...], now: float) -> bool:
+        expires = self._validated.get(key)
+        return expires is not None and expires >= now
+
+    def _remember(self, key: tuple[Any, ...], now: float) -> None:
+        if len(self._validated) > 4096:
+            self._validated.clear()
+        self._validated[key] = now + self.resolver.ttl
+
+    @staticmethod
+    async def _run_validators(
+        url: URL,
+        addrs: tuple[IPAddress, ...],
+        validators: Sequence[Validator],
+        *,
+        addresses: bool,
+    ) -> None:
+        """Run the validators that need (or do not need) the addresses."""
+        from ..validators import Recipient
+
+        recipient = Recipient(url, addrs)
+        for validator in validators:
+            # Unknown (user) validators may look at the addresses: they run
+            # once the host is resolved.
+            if bool(getattr(validator, "needs_addresses", True)) != addresses:
+                continue
+            result = validator(recipient)
+            if inspect.isawaitable(result):
+                await result
 
     async def _connect(
         self, url: URL, key: tuple[str, str, int], addrs: Sequence[IPAddress]
@@ -385,7 +423,7 @@ class AsyncClient:
         self,
         url: URL | str,
         body: bytes,
-        headers: Iterable[tuple[str, str]] = (),
+        headers: Sequence[tuple[str, str]] = (),
         *,
         timeout: float = 3.0,
         validators: Sequence[Validator] = (),
@@ -400,6 +438,11 @@ class AsyncClient:
         """
         if isinstance(url, str):
             url = parse_url(url)
+        if url.scheme not in ("http", "https"):
+            raise RecipientRejected(
+                f"cannot post to a {url.scheme!r} URL: Thorn delivers over "
+                "http and https only"
+            )
         started = time.perf_counter()
         lines = [
             f"POST {url.target} HTTP/1.1\r\nHost: {url.host_header}\r\n"
@@ -407,7 +450,9 @@ class AsyncClient:
         ]
         for name, value in headers:
             lines.append(f"{name}: {value}\r\n")
-        if url.username is not None:
+        if url.username is not None and not any(
+            name.lower() == "authorization" for name, _ in headers
+        ):
             userinfo = f"{url.username}:{url.password or ''}".encode()
             lines.append(
                 f"Authorization: Basic {base64.b64encode(userinfo).decode()}\r\n"

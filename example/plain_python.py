@@ -1,9 +1,9 @@
 """Thorn in five events: a local receiver, static subscribers, signed deliveries.
 
-Run with ``make demo``. It starts a receiver on 127.0.0.1 that checks every
-webhook's signatures (Hook-HMAC and Standard Webhooks), subscribes it to a
-few events through ``THORN_SUBSCRIBERS``, sends events from plain Python,
-and prints what arrived.
+Run with ``.venv/bin/python example/plain_python.py``. It starts a receiver
+on 127.0.0.1 that checks every webhook's signatures (Hook-HMAC and Standard
+Webhooks), subscribes it to a few events through ``THORN_SUBSCRIBERS``,
+sends events from plain Python, and prints what arrived.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import pickle
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
@@ -335,6 +336,39 @@ def test_unknown_operator_raises_and_lists_the_operators() -> None:
         Q(state__now_equals="x")
 
 
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("state__exact", "state__eq="),
+        ("state__now_exact", "state__now_eq="),
+        ("author__name__iexact", "author__name__eq="),
+        ("title__icontains", "title__contains="),
+        ("title__istartswith", "title__startswith="),
+        ("title__iendswith", "title__endswith="),
+        ("author__isnull", "author__is=None"),
+        ("author__isnull", "author__is_not=None"),
+        ("age__range", "age__gte="),
+        ("title__regex", "title__contains="),
+        ("title__iregex", "no regular-expression operator"),
+    ],
+)
+def test_a_django_lookup_is_refused_with_the_thorn_operator_to_use(
+    key: str, hint: str
+) -> None:
+    with pytest.raises(ValueError) as info:
+        Q(**{key: "x"})
+    message = str(info.value)
+    assert "Django" in message
+    assert "not supported" in message
+    assert hint in message
+    assert f"{key}__eq" not in message  # state__exact__eq would not work either
+
+
+def test_a_case_insensitive_django_lookup_says_thorn_compares_case() -> None:
+    with pytest.raises(ValueError, match="case-sensitive"):
+        Q(title__iexact="x")
+
+
 def test_key_without_field_name_raises() -> None:
     with pytest.raises(ValueError, match="no field name"):
         Q(eq=1)
@@ -521,6 +555,53 @@ def test_a_django_shaped_q_with_a_key_without_operator_raises() -> None:
 def test_a_django_shaped_q_with_an_unknown_connector_raises() -> None:
     with pytest.raises(ValueError, match="connector"):
         Q(DjangoLikeQ(a__eq=1, b__eq=2, connector="NAND"))
+
+
+@pytest.mark.parametrize(
+    ("combine", "expected"),
+    [
+        (lambda a, b: a & b, Q(a__eq=1) & Q(b__eq=2)),
+        (lambda a, b: a | b, Q(a__eq=1) | Q(b__eq=2)),
+        (lambda a, b: a ^ b, Q(a__eq=1) ^ Q(b__eq=2)),
+    ],
+)
+def test_a_django_shaped_q_on_the_left_is_combined_when_it_lets_thorn(
+    combine: Any, expected: Q
+) -> None:
+    # DjangoLikeQ has no operators, so Python asks Thorn's Q (__rand__ ...).
+    q = combine(DjangoLikeQ(a__eq=1), Q(b__eq=2))
+    assert isinstance(q, Q)
+    assert q == expected
+
+
+def test_a_thing_that_is_no_q_on_the_left_is_refused_with_a_hint() -> None:
+    with pytest.raises(TypeError, match=r"wrap the condition in Q\(\.\.\.\)"):
+        1 & Q(a__eq=1)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("combine", [operator.and_, operator.or_, operator.xor])
+def test_real_django_q_on_the_left_raises_a_type_error_saying_what_to_write(
+    combine: Any,
+) -> None:
+    """Django 5.2's own operator refuses Thorn's Q; the message says why."""
+    models = pytest.importorskip("django.db.models")
+    django_q = models.Q(state__eq="PUBLISHED")
+    with pytest.raises(TypeError) as info:
+        combine(django_q, Q(title__startswith="The"))
+    message = str(info.value)
+    assert "Django" in message
+    assert "Q(...) & DjangoQ(...)" in message  # Thorn's on the left
+    assert "Q(DjangoQ(...)) & Q(...)" in message  # or the Django one wrapped
+
+
+def test_real_django_q_on_the_right_or_wrapped_works() -> None:
+    models = pytest.importorskip("django.db.models")
+    django_q = models.Q(state__eq="PUBLISHED")
+    thorn_q = Q(title__startswith="The")
+    assert thorn_q & django_q == Q(title__startswith="The") & Q(state__eq="PUBLISHED")
+    assert (Q(django_q) & thorn_q)(N(state="PUBLISHED", title="The End"))
+    assert (thorn_q & django_q)(N(state="PUBLISHED", title="The End"))
+    assert not (Q(django_q) & thorn_q)(N(state="DRAFT", title="The End"))
 
 
 def test_a_thorn_q_has_the_django_shape() -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 from typing import Any as AnyType
 
 import pytest
+import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
 from thorn.matchers import (
+    MATCH_TIMEOUT,
     MATCHERS,
     MAX_PATTERN_LENGTH,
     Any,
@@ -151,15 +154,63 @@ def test_like_only_applies_to_strings(value: object) -> None:
 
 def test_like_compiles_the_expression_once() -> None:
     matcher = Like("a+b")
-    assert isinstance(matcher.regex, re.Pattern)
-    regex = matcher.regex
+    assert isinstance(matcher.regex, regex.Pattern)
+    compiled = matcher.regex
     assert matcher("xaab")
-    assert matcher.regex is regex
+    assert matcher.regex is compiled
 
 
 def test_like_rejects_an_invalid_expression_with_its_position() -> None:
-    with pytest.raises(ValueError, match=r"'ab\(c'.*position 2"):
+    with pytest.raises(ValueError, match=r"'ab\(c'.*missing \).*position 4"):
         Like("ab(c")
+
+
+# Exponential backtracking in the regex module too: (a|a)* tries every way
+# of splitting the run of a's before the "!" fails the match.
+CATASTROPHIC = r"^(a|a)*$"
+LONG_VALUE = "a" * 5000 + "!"
+
+
+@pytest.fixture
+def fresh_timeout_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget which patterns have already been logged as too slow."""
+    monkeypatch.setattr("thorn.matchers._TIMED_OUT", set())
+
+
+@pytest.mark.usefixtures("fresh_timeout_log")
+def test_like_treats_a_search_that_runs_out_of_time_as_no_match(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    matcher = Like(CATASTROPHIC)
+    with caplog.at_level(logging.WARNING, logger="thorn.matchers"):
+        assert matcher(LONG_VALUE) is False
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert CATASTROPHIC in message
+    assert f"{MATCH_TIMEOUT}" in message
+    assert "simplify" in message
+    assert "aaaa" not in message  # the payload value is never logged
+
+
+@pytest.mark.usefixtures("fresh_timeout_log")
+def test_like_logs_a_slow_pattern_once(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="thorn.matchers"):
+        assert Like(CATASTROPHIC)(LONG_VALUE) is False
+        assert Like(CATASTROPHIC)(LONG_VALUE + "b") is False
+        assert PayloadFilter({"a": Like(CATASTROPHIC)})({"a": LONG_VALUE}) is False
+    assert len(caplog.records) == 1
+
+
+@pytest.mark.usefixtures("fresh_timeout_log")
+def test_like_still_matches_after_a_timeout_on_another_value() -> None:
+    matcher = Like(CATASTROPHIC)
+    assert matcher(LONG_VALUE) is False
+    assert matcher("aaa") is True
+
+
+def test_the_classic_nested_quantifier_returns_no_match() -> None:
+    assert Like(r"(a+)+$")("a" * 5000 + "!") is False
 
 
 def test_like_rejects_a_pattern_over_the_length_cap() -> None:
@@ -270,6 +321,31 @@ def test_payload_filter_indexes_lists_with_numbers() -> None:
     assert payload_filter({"data": {"tags": ["a", "b"]}})
     assert not payload_filter({"data": {"tags": ["a"]}})
     assert not payload_filter({"data": {"tags": "ab"}})
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "\u00b2",  # SUPERSCRIPT TWO: isdigit(), but int() fails
+        "\u2460",  # CIRCLED DIGIT ONE: isdigit(), but int() fails
+        "\u0661",  # ARABIC-INDIC DIGIT ONE: int() reads 1
+        "\uff11",  # FULLWIDTH DIGIT ONE: int() reads 1
+        "-1",
+        "1" * 5000,  # more digits than int() accepts by default
+    ],
+)
+def test_only_ascii_digits_index_a_list(key: str) -> None:
+    payload = {"data": {"tags": ["a", "b"]}}
+    assert PayloadFilter({f"data.tags.{key}": Is("b")})(payload) is False
+    assert PayloadFilter({f"data.tags.{key}": Any()})(payload) is True
+    # in an object it is an ordinary name
+    assert PayloadFilter({f"data.{key}": Is("b")})({"data": {key: "b"}}) is True
+
+
+def test_an_index_past_any_list_is_missing() -> None:
+    payload = {"tags": ["a"]}
+    assert PayloadFilter({"tags.00": Is("a")})(payload) is True
+    assert PayloadFilter({"tags." + "9" * 40: Is("a")})(payload) is False
 
 
 def test_payload_filter_to_json_gives_back_the_stored_form() -> None:

@@ -135,6 +135,66 @@ def test_unicode_host_names_are_idna_encoded() -> None:
     assert parse_url("https://B\u00fccher.example/").host == "xn--bcher-kva.example"
 
 
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        # IDNA 2008 keeps these letters; IDNA 2003 turned them into others.
+        ("https://fa\u00df.de/", "xn--fa-hia.de"),
+        ("https://FA\u00df.DE/", "xn--fa-hia.de"),
+        ("https://\u03c2.example/", "xn--3xa.example"),
+        # UTS 46 maps full-width letters and full stops before encoding.
+        ("https://\uff21\uff22\uff23\uff0eexample/", "abc.example"),
+        # ASCII labels keep Thorn's rules (an underscore is allowed).
+        ("https://my_hook.b\u00fccher.example/", "my_hook.xn--bcher-kva.example"),
+        # Already-encoded labels that idna accepts are kept as they are.
+        ("https://XN--FA-HIA.de/", "xn--fa-hia.de"),
+        ("https://xn--55qx5d.example/", "xn--55qx5d.example"),
+    ],
+)
+def test_unicode_host_names_are_encoded_as_browsers_do(url: str, host: str) -> None:
+    assert parse_url(url).host == host
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "\uff11\uff12\uff17.\uff10.\uff10.\uff11",  # full-width digits
+        "\uff11\uff12\uff17\uff0e\uff10\uff0e\uff10\uff0e\uff11",  # and full stops
+        "\uff10\uff58\uff17\uff46.1",  # full-width hex: 0x7f.1
+        "\uff12\uff11\uff13\uff10\uff17\uff10\uff16\uff14\uff13\uff13",  # 2130706433
+    ],
+)
+def test_full_width_spellings_of_an_ipv4_address_are_still_addresses(
+    host: str,
+) -> None:
+    parsed = parse_url(f"http://{host}/")
+    assert parsed.host == "127.0.0.1"
+    assert parsed.ip == IPv4Address("127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("a\u2010b.example", "U+2010"),  # HYPHEN: disallowed in IDNA 2008
+        ("\u2488.example", "U+2488"),  # DIGIT ONE FULL STOP: disallowed in UTS 46
+        ("a\u00b7b.example", "U+00B7"),  # MIDDLE DOT outside l\u00b7l
+        ("\u0663a.example", "directionality"),  # breaks the bidi rule
+        ("\u00fc" * 60 + ".example", "too long"),  # over 63 octets once encoded
+        ("xn--a.example", "U+0080"),  # not valid Punycode
+        ("xn--ss-.example", "hyphen"),
+        ("\u00fc.xn--.example", "A-label"),
+    ],
+)
+def test_host_names_that_idna_refuses_are_invalid_urls(host: str, reason: str) -> None:
+    with pytest.raises(InvalidURL) as info:
+        parse_url(f"https://user:s3cret@{host}/hook")
+    message = str(info.value)
+    assert "not a valid internationalised domain name" in message
+    assert reason in message
+    assert "xn--" in message  # says which form to write instead
+    assert "s3cret" not in message
+
+
 def test_unicode_full_stops_separate_labels() -> None:
     assert parse_url("http://example\u3002com/").host == "example.com"
 

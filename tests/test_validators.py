@@ -118,8 +118,11 @@ BLOCKED = [
     ("::ffff:127.0.0.1", "IPv4-mapped address of 127.0.0.1, a loopback"),
     ("::ffff:10.0.0.1", "IPv4-mapped address of 10.0.0.1, a private-use"),
     ("::ffff:0.0.0.0", "IPv4-mapped address of 0.0.0.0"),
-    ("::127.0.0.1", "IPv4-compatible address of 127.0.0.1, a loopback"),
-    ("::169.254.169.254", "IPv4-compatible address of 169.254.169.254"),
+    # IPv4-compatible (::/96) is deprecated: refused whatever it carries
+    ("::127.0.0.1", "IPv4-compatible address (deprecated"),
+    ("::169.254.169.254", "IPv4-compatible address (deprecated"),
+    ("::8.8.8.8", "IPv4-compatible address (deprecated"),
+    ("::2", "IPv4-compatible address (deprecated"),
     ("64:ff9b::7f00:1", "NAT64 address of 127.0.0.1, a loopback"),
     ("64:ff9b::a9fe:a9fe", "NAT64 address of 169.254.169.254"),
     ("64:ff9b:1::1", "local-use NAT64"),
@@ -201,7 +204,6 @@ ALLOWED = [
     "3ffe::1",
     "3fff:1000::1",
     "::ffff:8.8.8.8",
-    "::8.8.8.8",
     "64:ff9b::808:808",
     "2002:808:808::1",
 ]
@@ -234,6 +236,12 @@ def test_internal_address_reason_is_none_for_global_addresses(address: str) -> N
 
 def test_a_scoped_link_local_address_is_refused() -> None:
     assert internal_address_reason(IPv6Address("fe80::1%eth0")) == "link-local address"
+
+
+def test_an_ipv4_compatible_address_is_refused_with_what_to_write() -> None:
+    with pytest.raises(RecipientRejected) as info:
+        validate_recipient("http://[::8.8.8.8]/", [block_internal_ips()])
+    assert "write the IPv4 address itself" in str(info.value)
 
 
 def test_the_refusal_message_names_the_host_and_the_reason() -> None:
@@ -546,6 +554,34 @@ def test_block_cidr_network_allows_addresses_outside_the_networks() -> None:
 def test_block_cidr_network_sees_ipv4_addresses_inside_ipv6(url: str) -> None:
     with pytest.raises(RecipientRejected, match=r"93\.184\.0\.0/16"):
         validate_recipient(url, [block_cidr_network("93.184.0.0/16")])
+
+
+@pytest.mark.parametrize(
+    ("address", "inside"),
+    [
+        ("::ffff:10.0.0.1", "10.0.0.1"),  # IPv4-mapped
+        ("::10.0.0.1", "10.0.0.1"),  # IPv4-compatible
+        ("64:ff9b::a00:1", "10.0.0.1"),  # NAT64
+        ("2002:a00:1::1", "10.0.0.1"),  # 6to4
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "10.0.0.1"),  # Teredo client
+    ],
+)
+def test_block_cidr_network_looks_inside_every_ipv4_carrying_form(
+    address: str, inside: str
+) -> None:
+    with pytest.raises(RecipientRejected) as info:
+        validate_recipient(f"http://[{address}]/", [block_cidr_network("10.0.0.0/8")])
+    message = str(info.value)
+    assert f"{ip_address(address)} carries {inside}" in message
+    assert "blocked network 10.0.0.0/8" in message
+
+
+def test_block_cidr_network_does_not_read_the_loopback_as_ipv4_compatible() -> None:
+    check = block_cidr_network("0.0.0.0/8")
+    validate_recipient("http://[::1]/", [check])
+    validate_recipient("http://[::]/", [check])
+    with pytest.raises(RecipientRejected):
+        validate_recipient("http://[::2]/", [check])
 
 
 def test_block_cidr_network_sees_ipv4_addresses_as_mapped_ipv6() -> None:

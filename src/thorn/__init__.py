@@ -5,7 +5,8 @@ from __future__ import annotations
 from .__about__ import __version__
 from .app import Thorn
 from .buffer import buffer_events
-from .events import Event
+from .decorators import webhook_model
+from .events import Event, ModelEvent
 from .exceptions import (
     BufferNotEmpty,
     ImproperlyConfigured,
@@ -14,12 +15,14 @@ from .exceptions import (
 )
 from .filters import Q
 from .request import Request
+from .reverse import model_reverser
 from .subscribers import Subscriber
 
 __all__ = [
     "BufferNotEmpty",
     "Event",
     "ImproperlyConfigured",
+    "ModelEvent",
     "Q",
     "Request",
     "SecurityError",
@@ -28,4 +31,6 @@ __all__ = [
     "ThornError",
     "__version__",
     "buffer_events",
+    "model_reverser",
+    "webhook_model",
 ]

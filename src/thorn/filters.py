@@ -114,6 +114,44 @@ _OPERATORS: Final[Mapping[str, Callable[[Any, Any], bool]]] = MappingProxyType(
 _ORDERING_OPS: Final = frozenset({"gt", "gte", "lt", "lte"})
 _OPERATOR_LIST: Final = ", ".join(_OPERATORS)
 
+_CASE_NOTE: Final = (
+    "; Thorn compares case-sensitively, so give the value in the case the field has"
+)
+# Django lookups that are not Thorn operators: what to write instead, with
+# {f} the field path and {now} the transition prefix, and a note.
+_DJANGO_LOOKUPS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
+    {
+        "exact": ("{f}__{now}eq=...", ""),
+        "iexact": ("{f}__{now}eq=...", _CASE_NOTE),
+        "icontains": ("{f}__{now}contains=...", _CASE_NOTE),
+        "istartswith": ("{f}__{now}startswith=...", _CASE_NOTE),
+        "iendswith": ("{f}__{now}endswith=...", _CASE_NOTE),
+        "isnull": (
+            "{f}__{now}is=None for isnull=True, or {f}__{now}is_not=None for "
+            "isnull=False",
+            "",
+        ),
+        "range": ("Q({f}__gte=low, {f}__lte=high)", " (both bounds included)"),
+        "regex": (
+            "{f}__{now}startswith=..., {f}__{now}endswith=... or "
+            "{f}__{now}contains=...",
+            "; Thorn's Q has no regular-expression operator",
+        ),
+        "iregex": (
+            "{f}__{now}startswith=..., {f}__{now}endswith=... or "
+            "{f}__{now}contains=...",
+            "; Thorn's Q has no regular-expression operator" + _CASE_NOTE,
+        ),
+    }
+)
+
+_DJANGO_ON_THE_LEFT: Final = (
+    "Thorn's Q cannot be used inside a Django Q: Django's Q refuses it on "
+    "the right of &, | and ^ (DjangoQ(...) & Q(...)) and in a queryset. Put "
+    "Thorn's Q on the left, Q(...) & DjangoQ(...), or wrap the Django one, "
+    "Q(DjangoQ(...)) & Q(...)"
+)
+
 
 def _match_all(obj: Any, prev: Any) -> bool:
     return True
@@ -263,6 +301,27 @@ class Q:
     def __xor__(self, other: object) -> Q:
         return self._combine(other, "XOR")
 
+    def __rand__(self, other: object) -> Q:
+        return self._coerce_other(other)._combine(self, "AND")
+
+    def __ror__(self, other: object) -> Q:
+        return self._coerce_other(other)._combine(self, "OR")
+
+    def __rxor__(self, other: object) -> Q:
+        return self._coerce_other(other)._combine(self, "XOR")
+
+    @property
+    def conditional(self) -> NoReturn:
+        """Always raises: Thorn's Q is not a Django Q, and says so.
+
+        Django's ``Q`` reads ``conditional`` to decide whether it can take
+        the other operand (``DjangoQ(...) & Q(...)``) or filter on it.  It
+        cannot take Thorn's Q, and without this it raised a bare
+        ``TypeError`` showing only the Q; this ``TypeError`` says what to
+        write instead.
+        """
+        raise TypeError(_DJANGO_ON_THE_LEFT)
+
     def __invert__(self) -> Q:
         return self._make(self.children, self.connector, not self.negated)
 
@@ -305,6 +364,8 @@ class Q:
         if transition:
             opcode = opcode[len(_TRANSITION) :]
         if opcode not in cls.operators:
+            if path and opcode in _DJANGO_LOOKUPS:
+                raise ValueError(_django_lookup_hint(key, opcode, transition))
             raise ValueError(
                 f"Q({key}=...) has no operator: write {key}{_SEP}eq=... to test "
                 f"equality, or end the key with one of {_OPERATOR_LIST} "
@@ -441,14 +502,20 @@ class Q:
         children = [cls._coerce_child(child) for child in node.children]
         return cls._make(children, str(node.connector), bool(node.negated))
 
+    @classmethod
+    def _coerce_other(cls, other: object) -> Q:
+        """``other`` as a Thorn Q, for an operator; TypeError if it is none."""
+        if isinstance(other, Q):
+            return other
+        if not _is_node(other):
+            raise TypeError(
+                f"cannot combine Q with {type(other).__name__}: "
+                f"wrap the condition in Q(...) first"
+            )
+        return cls._from_node(other)
+
     def _combine(self, other: object, connector: str) -> Q:
-        if not isinstance(other, Q):
-            if not _is_node(other):
-                raise TypeError(
-                    f"cannot combine Q with {type(other).__name__}: "
-                    f"wrap the condition in Q(...) first"
-                )
-            other = self._from_node(other)
+        other = self._coerce_other(other)
         if not other.children:
             return self
         if not self.children:
@@ -483,6 +550,18 @@ class Q:
         if self.negated:
             return f"~({text})"
         return f"({text})" if nested else text
+
+
+def _django_lookup_hint(key: str, lookup: str, transition: bool) -> str:
+    """The error for ``Q(field__<Django lookup>=...)``."""
+    field_path = key.rsplit(_SEP, 1)[0]
+    instead, note = _DJANGO_LOOKUPS[lookup]
+    now = _TRANSITION if transition else ""
+    return (
+        f"Q({key}=...) uses Django's {lookup!r} lookup, which is not supported "
+        f"by Thorn's Q: write {instead.format(f=field_path, now=now)} instead"
+        f"{note}"
+    )
 
 
 def _describe_leaf(leaf: tuple[str, Any]) -> str:

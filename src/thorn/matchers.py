@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import abc
-import re
+import logging
+import threading
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Final
+from typing import ClassVar, Final, Protocol
+
+import regex as _regex  # type: ignore[import-untyped, unused-ignore]
 
 __all__ = [
     "MATCHERS",
+    "MATCH_TIMEOUT",
     "MAX_PATTERN_LENGTH",
     "Any",
     "Contains",
@@ -25,8 +29,28 @@ __all__ = [
 
 #: Longest regular expression :class:`Like` accepts, in characters.
 MAX_PATTERN_LENGTH: Final = 1000
+#: Seconds one :class:`Like` search may take; a search that runs longer
+#: counts as no match (patterns come from subscribers: this stops ReDoS).
+MATCH_TIMEOUT: Final = 0.01
 
 _MISSING: Final = object()
+_log = logging.getLogger(__name__)
+
+# Patterns already logged as too slow, so each is logged once; bounded, as
+# patterns come from subscribers (when full it starts again).
+_TIMED_OUT: set[str] = set()
+_TIMED_OUT_MAX: Final = 1024
+_TIMED_OUT_LOCK: Final = threading.Lock()
+_SHOWN_PATTERN_MAX: Final = 200
+# A list index has at most this many digits (leading zeros aside); a longer
+# one is past the end of any list.
+_MAX_INDEX_DIGITS: Final = 18
+
+
+class _Searcher(Protocol):
+    """The part of a compiled ``regex`` pattern that :class:`Like` uses."""
+
+    def search(self, string: str, *, timeout: float) -> object | None: ...
 
 
 class Matcher(abc.ABC):
@@ -133,14 +157,16 @@ class Contains(_StringMatcher):
 
 @dataclass(frozen=True)
 class Like(_StringMatcher):
-    """Matches a string in which the regular expression is found (re.search).
+    """Matches a string in which the regular expression is found (a search).
 
-    The expression is compiled once; it may be at most
-    :data:`MAX_PATTERN_LENGTH` characters long.
+    The expression is compiled once with the ``regex`` package (the syntax
+    of :mod:`re`); it may be at most :data:`MAX_PATTERN_LENGTH` characters
+    long.  A search that takes more than :data:`MATCH_TIMEOUT` seconds
+    counts as no match and is logged, once per pattern, at WARNING.
     """
 
     name: ClassVar[str] = "like"
-    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    regex: _Searcher = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -150,16 +176,43 @@ class Like(_StringMatcher):
                 f"shorten it to at most {MAX_PATTERN_LENGTH}"
             )
         try:
-            regex = re.compile(self.pattern)
-        except re.error as exc:
+            compiled = _regex.compile(self.pattern)
+        except _regex.error as exc:
             raise ValueError(
                 f"Like() pattern {self.pattern!r} is not a valid regular "
                 f"expression: {exc.msg} at position {exc.pos}"
             ) from None
-        object.__setattr__(self, "regex", regex)
+        object.__setattr__(self, "regex", compiled)
 
     def __call__(self, value: object) -> bool:
-        return isinstance(value, str) and self.regex.search(value) is not None
+        if not isinstance(value, str):
+            return False
+        try:
+            return self.regex.search(value, timeout=MATCH_TIMEOUT) is not None
+        except TimeoutError:
+            _log_timeout(self.pattern)
+            return False
+
+
+def _log_timeout(pattern: str) -> None:
+    """Warn that ``pattern`` ran out of time, the first time it does."""
+    with _TIMED_OUT_LOCK:
+        if pattern in _TIMED_OUT:
+            return
+        if len(_TIMED_OUT) >= _TIMED_OUT_MAX:
+            _TIMED_OUT.clear()
+        _TIMED_OUT.add(pattern)
+    shown = repr(pattern)
+    if len(shown) > _SHOWN_PATTERN_MAX:
+        shown = shown[: _SHOWN_PATTERN_MAX - 3] + "..."
+    _log.warning(
+        "Like() pattern %s took more than %s s on a payload value, so the "
+        "value was treated as not matching; simplify the pattern (nested or "
+        "overlapping repetition such as (a|a)* or (a+)+ can take exponential "
+        "time). Logged once per pattern.",
+        shown,
+        MATCH_TIMEOUT,
+    )
 
 
 #: Matcher classes by their JSON name.
@@ -212,14 +265,32 @@ def _strict_equal(a: object, b: object) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _lookup(payload: object, path: tuple[str, ...]) -> object:
-    """Read a dotted path from nested mappings (and lists, by index)."""
+#: One name of a field path, with the list index it names (None if none).
+_Step = tuple[str, int | None]
+
+
+def _parse_path(path: str) -> tuple[_Step, ...]:
+    """Split a dotted path once, reading list indexes ahead of matching."""
+    return tuple((key, _list_index(key)) for key in path.split("."))
+
+
+def _list_index(key: str) -> int | None:
+    """The list index ``key`` names: ASCII digits only, so never ``"²"``."""
+    if not (key.isascii() and key.isdecimal()):
+        return None
+    digits = key.lstrip("0") or "0"
+    if len(digits) > _MAX_INDEX_DIGITS:
+        return None  # past the end of any list
+    return int(digits)
+
+
+def _lookup(payload: object, path: tuple[_Step, ...]) -> object:
+    """Read a parsed path from nested mappings (and lists, by index)."""
     value = payload
-    for key in path:
+    for key, index in path:
         if isinstance(value, Mapping):
             value = value.get(key, _MISSING)
-        elif isinstance(value, list | tuple) and key.isdigit():
-            index = int(key)
+        elif index is not None and isinstance(value, list | tuple):
             value = value[index] if index < len(value) else _MISSING
         else:
             return _MISSING
@@ -232,16 +303,17 @@ class PayloadFilter(Mapping[str, Matcher]):
     """Dotted field paths mapped to matchers; matches when all of them do.
 
     ``PayloadFilter({"data.name": Startswith("J")})(payload)`` reads
-    ``payload["data"]["name"]``; a number in a path indexes a list
-    (``"data.tags.0"``).  A field missing from the payload only matches
-    :class:`Any`.  An empty filter matches every payload.
+    ``payload["data"]["name"]``; a name of ASCII digits indexes a list
+    (``"data.tags.0"``), other names (``"²"``, ``"-1"``) never do.  A field
+    missing from the payload only matches :class:`Any`.  An empty filter
+    matches every payload.
     """
 
     __slots__ = ("_fields", "_paths")
 
     def __init__(self, fields: Mapping[str, Matcher] | None = None) -> None:
         self._fields: dict[str, Matcher] = {}
-        self._paths: tuple[tuple[tuple[str, ...], Matcher], ...] = ()
+        self._paths: tuple[tuple[tuple[_Step, ...], Matcher], ...] = ()
         paths = []
         for path, matcher in (fields or {}).items():
             if not isinstance(path, str) or not path or not all(path.split(".")):
@@ -255,7 +327,7 @@ class PayloadFilter(Mapping[str, Matcher]):
                     f"Startswith(...), not {type(matcher).__name__}"
                 )
             self._fields[path] = matcher
-            paths.append((tuple(path.split(".")), matcher))
+            paths.append((_parse_path(path), matcher))
         self._paths = tuple(paths)
 
     @classmethod

@@ -129,6 +129,16 @@ def _sixtofour(address: IPv6Address) -> IPv4Address:
     return IPv4Address((int(address) >> 80) & 0xFFFFFFFF)
 
 
+def _teredo_client(address: IPv6Address) -> IPv4Address:
+    return IPv4Address(~int(address) & 0xFFFFFFFF)
+
+
+_IPV4_COMPATIBLE_REASON = (
+    "IPv4-compatible address (deprecated by RFC 4291 section 2.5.5.1, never "
+    "a webhook receiver; write the IPv4 address itself)"
+)
+
+
 # (network, reason, embedded IPv4 extractor or None).  The first match wins:
 # a plain entry refuses; an entry with an extractor refuses only when the
 # IPv4 address inside is refused (and allows it when that one is global).
@@ -140,7 +150,7 @@ _IPV6_SPECIAL: tuple[
         ("::/128", "unspecified address", None),  # RFC 4291
         ("::1/128", "loopback address", None),  # RFC 4291
         ("::ffff:0:0/96", "IPv4-mapped address", _low32),  # RFC 4291
-        ("::/96", "IPv4-compatible address", _low32),  # RFC 4291 (deprecated)
+        ("::/96", _IPV4_COMPATIBLE_REASON, None),  # RFC 4291 (deprecated)
         ("64:ff9b::/96", "NAT64 address", _low32),  # RFC 6052
         ("64:ff9b:1::/48", "local-use NAT64 address", None),  # RFC 8215
         ("100::/64", "discard-only address", None),  # RFC 6666
@@ -162,7 +172,23 @@ _IPV6_SPECIAL: tuple[
 )
 
 _IPV6_GLOBAL_UNICAST = IPv6Network("2000::/3")
-_NAT64_WELL_KNOWN = IPv6Network("64:ff9b::/96")
+
+# IPv6 forms whose traffic really goes to an IPv4 address, and how to read
+# it.  block_cidr_network() looks inside every one of them; the table above
+# judges mapped, NAT64 and 6to4 addresses by the IPv4 address and refuses
+# IPv4-compatible and Teredo ones outright.  The local-use NAT64 prefix
+# 64:ff9b:1::/48 is not here: where the IPv4 address sits is the operator's
+# choice (RFC 8215), so it cannot be read (block_internal_ips refuses it).
+_Extract: TypeAlias = Callable[[IPv6Address], IPv4Address]
+_IPV4_CARRIERS: tuple[tuple[IPv6Network, _Extract], ...] = (
+    (IPv6Network("::ffff:0:0/96"), _low32),  # IPv4-mapped, RFC 4291
+    (IPv6Network("::/96"), _low32),  # IPv4-compatible, RFC 4291 (deprecated)
+    (IPv6Network("64:ff9b::/96"), _low32),  # NAT64 well-known prefix, RFC 6052
+    (IPv6Network("2002::/16"), _sixtofour),  # 6to4, RFC 3056
+    (IPv6Network("2001::/32"), _teredo_client),  # Teredo client, RFC 4380
+)
+# In ::/96 but IPv6's own unspecified and loopback addresses, not IPv4 ones.
+_NOT_IPV4_COMPATIBLE = frozenset({IPv6Address("::"), IPv6Address("::1")})
 
 
 def internal_address_reason(address: IPAddress) -> str | None:
@@ -188,16 +214,11 @@ def internal_address_reason(address: IPAddress) -> str | None:
 
 def _embedded_ipv4(address: IPv6Address) -> list[IPv4Address]:
     """IPv4 addresses that traffic to ``address`` really goes to."""
-    found: list[IPv4Address] = []
-    if address.ipv4_mapped is not None:
-        found.append(address.ipv4_mapped)
-    if address in _NAT64_WELL_KNOWN:
-        found.append(_low32(address))
-    if address.sixtofour is not None:
-        found.append(address.sixtofour)
-    if address.teredo is not None:
-        found.append(address.teredo[1])
-    return found
+    if address in _NOT_IPV4_COMPATIBLE:
+        return []
+    return [
+        extract(address) for network, extract in _IPV4_CARRIERS if address in network
+    ]
 
 
 # -- Validators -----------------------------------------------------------
@@ -325,9 +346,9 @@ class EnsurePort(RecipientValidator):
 class BlockCIDRNetwork(RecipientValidator):
     """Refuse addresses inside any of ``networks``.
 
-    An IPv6 address that carries an IPv4 one (IPv4-mapped, NAT64, 6to4,
-    Teredo) is also checked through that IPv4 address, and an IPv4 address
-    also as ``::ffff:a.b.c.d``.
+    An IPv6 address that carries an IPv4 one (IPv4-mapped, IPv4-compatible,
+    NAT64 ``64:ff9b::/96``, 6to4, Teredo) is also checked through that IPv4
+    address, and an IPv4 address also as ``::ffff:a.b.c.d``.
     """
 
     name: ClassVar[str] = "block_cidr_network"
@@ -343,21 +364,30 @@ class BlockCIDRNetwork(RecipientValidator):
 
     def check(self, recipient: Recipient) -> None:
         for address in _addresses_of(recipient):
-            candidates: list[IPAddress] = [address]
-            if isinstance(address, IPv6Address):
-                candidates.extend(_embedded_ipv4(address))
-            else:
-                candidates.append(IPv6Address(f"::ffff:{address}"))
             for network in self.networks:
-                for candidate in candidates:
+                for candidate, subject in _candidates(address):
                     if candidate.version == network.version and candidate in network:
                         where = _describe(recipient)
                         if recipient.url.ip is None:
                             where = f"{where} ({address})"
                         raise RecipientRejected(
-                            f"refusing to deliver to {where}: {address} is in "
+                            f"refusing to deliver to {where}: {subject} is in "
                             f"the blocked network {network} ({self.name})"
                         )
+
+
+def _candidates(address: IPAddress) -> list[tuple[IPAddress, str]]:
+    """``address`` and the other forms of it, each with how to name it."""
+    if isinstance(address, IPv4Address):
+        mapped = IPv6Address(f"::ffff:{address}")
+        return [(address, str(address)), (mapped, f"{address} (as {mapped})")]
+    return [
+        (address, str(address)),
+        *(
+            (inner, f"{address} carries {inner}, which")
+            for inner in _embedded_ipv4(address)
+        ),
+    ]
 
 
 def block_internal_ips() -> BlockInternalIPs:
@@ -367,6 +397,7 @@ def block_internal_ips() -> BlockInternalIPs:
     benchmarking, multicast, reserved and every other IANA special-purpose
     range is refused, for IPv4 and IPv6, including IPv4 addresses hidden in
     IPv6 ones (``::ffff:127.0.0.1``, ``64:ff9b::7f00:1``, ``2002:7f00:1::``).
+    Deprecated IPv4-compatible addresses (``::a.b.c.d``) are all refused.
     Host names are resolved and every address must pass.  Private networks
     on public addresses need :func:`block_cidr_network`.
     """

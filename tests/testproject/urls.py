@@ -7,6 +7,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("articles/", include("testproject.testapp.urls", namespace="article")),
     path("hooks/", include("thorn.django.rest_framework.urls", namespace="webhook")),
     path("api/", include("thorn.django.rest_framework.schema_urls")),
 ]

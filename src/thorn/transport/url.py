@@ -11,6 +11,8 @@ from types import MappingProxyType
 from typing import Final
 from urllib.parse import quote, unquote
 
+import idna
+
 from thorn.exceptions import ThornError
 
 __all__ = ["DEFAULT_PORTS", "URL", "InvalidURL", "parse_url"]
@@ -45,6 +47,8 @@ _REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp", "Zs"})
 _MAX_HOSTNAME: Final = 253
 _MAX_LABEL: Final = 63
 _SHOWN_MAX: Final = 120
+_REASON_MAX: Final = 100
+_A_LABEL_PREFIX: Final = "xn--"
 _EXAMPLE: Final = "https://example.com/webhook"
 
 
@@ -329,15 +333,7 @@ def _parse_host(text: str, url: str) -> str:
             f"the host of {_show(url)} is percent-encoded; write the host name "
             "as plain text"
         )
-    if not text.isascii():
-        try:
-            text = text.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise InvalidURL(
-                f"the host of {_show(url)} is not a valid internationalised "
-                "domain name; check each label between the dots"
-            ) from None
-    labels = text.lower().split(".")
+    labels = text.lower().split(".") if text.isascii() else _idna_labels(text, url)
     if len(labels) > 1 and labels[-1] == "":
         labels.pop()
     if _ends_in_number(labels[-1]):
@@ -354,6 +350,11 @@ def _parse_host(text: str, url: str) -> str:
                 f"the host name of {_show(url)} has a label longer than "
                 f"{_MAX_LABEL} characters; check the URL"
             )
+        if label.startswith(_A_LABEL_PREFIX):
+            try:
+                idna.ulabel(label)
+            except UnicodeError as exc:
+                raise _invalid_idna(url, exc) from None
         if not _LABEL_RE.fullmatch(label):
             raise InvalidURL(
                 f"the host name of {_show(url)} is not valid: each label between "
@@ -361,6 +362,35 @@ def _parse_host(text: str, url: str) -> str:
                 "and not start or end with '-'"
             )
     return hostname
+
+
+def _idna_labels(text: str, url: str) -> list[str]:
+    """Labels of a non-ASCII host, as browsers make them (UTS 46, IDNA 2008).
+
+    The whole host is mapped first (case, full-width forms, ideographic full
+    stops), then each label that is still not ASCII becomes an ``xn--``
+    A-label.  ASCII labels are left to the checks every host name gets, so
+    an underscore stays allowed as it is in an ASCII host.
+    """
+    try:
+        mapped = idna.uts46_remap(text, std3_rules=False)
+        return [
+            label if label.isascii() else idna.alabel(label).decode("ascii")
+            for label in mapped.split(".")
+        ]
+    except UnicodeError as exc:  # idna.IDNAError and Punycode errors
+        raise _invalid_idna(url, exc) from None
+
+
+def _invalid_idna(url: str, exc: UnicodeError) -> InvalidURL:
+    reason = str(exc) or type(exc).__name__
+    if len(reason) > _REASON_MAX:
+        reason = reason[: _REASON_MAX - 3] + "..."
+    return InvalidURL(
+        f"the host of {_show(url)} is not a valid internationalised domain name "
+        f"under IDNA 2008 ({reason}); fix that label, or write the host in the "
+        "xn-- form its owner registered"
+    )
 
 
 def _ends_in_number(last: str) -> bool:

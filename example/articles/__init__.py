@@ -1,0 +1,1 @@
+"""Articles: the example's model with webhooks."""

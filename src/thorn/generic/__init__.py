@@ -1,0 +1,1 @@
+"""Framework-neutral building blocks: subscriber model mixins and signal dispatch."""

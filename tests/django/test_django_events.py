@@ -684,7 +684,7 @@ def test_send_errors_are_logged_and_the_save_goes_ahead(
         tag = Tag.objects.create(name="python")
     assert Tag.objects.filter(pk=tag.pk).exists()
     assert receiver.hooks == []
-    (record,) = [r for r in caplog.records if r.name == "thorn.events"]
+    (record,) = [r for r in caplog.records if r.name == "thorn.events.model"]
     assert record.exc_info is not None
     assert record.exc_info[0] is UnencodablePayload
     assert f"Tag pk={tag.pk}" in record.getMessage()

@@ -181,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     base = results[0]["per_second"]
     print(
-        f"# {platform.node()}: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-        f"{len(BODY)}-byte signed JSON to a receiver process on 127.0.0.1"
+        f"# {platform.node()}: {os.cpu_count()} cores, "
+        f"Python {sys.version.split()[0]}; {len(BODY)}-byte signed JSON "
+        "to a receiver process on 127.0.0.1"
     )
     print(f"# median of {args.rounds} rounds of {args.seconds:g}s per case")
     print(f"{'case':28} {'deliveries/s':>13} {'vs ' + names[0]:>24}  about")

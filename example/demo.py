@@ -47,8 +47,8 @@ def main() -> int:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import transaction
-    from thorn.django.models import Subscriber
 
+    from thorn.django.models import Subscriber
     from thorn.utils.hmac import random_secret
 
     print("== Migrating the example database (SQLite)")

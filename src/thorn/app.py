@@ -269,8 +269,11 @@ class Thorn:
         self.dispatcher.flush_buffer(owner=owner)
 
     def close(self) -> None:
-        """Close the dispatcher (connections, retry thread)."""
+        """Close the dispatcher (connections, retry thread) and the environment."""
         self._drop_dispatcher()
+        env = self.__dict__.get("env")
+        if env is not None and hasattr(env, "close"):
+            env.close()
 
 
 def prepare_validators(spec: Any) -> tuple[Callable[..., Any], ...]:

@@ -180,7 +180,8 @@ class Like(_StringMatcher):
         except _regex.error as exc:
             raise ValueError(
                 f"Like() pattern {self.pattern!r} is not a valid regular "
-                f"expression: {exc.msg} at position {exc.pos}"
+                f"expression: {getattr(exc, 'msg', exc)} at position "
+                f"{getattr(exc, 'pos', '?')}"
             ) from None
         object.__setattr__(self, "regex", compiled)
 

@@ -11,7 +11,7 @@ import os
 
 from thorn.validators import ensure_protocol
 
-SECRET_KEY = "thorn-tests-not-secret"  # noqa: S105
+SECRET_KEY = "thorn-tests-not-secret"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -58,6 +58,8 @@ TEMPLATES = [
 ]
 
 STATIC_URL = "/static/"
+# Tests create many users: the default hasher costs seconds each here.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 if os.environ.get("THORN_TEST_DB", "sqlite") == "postgresql":
     DATABASES = {

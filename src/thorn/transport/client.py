@@ -26,7 +26,7 @@ import inspect
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -614,7 +614,7 @@ class SyncClient:
         self,
         url: URL | str,
         body: bytes,
-        headers: Iterable[tuple[str, str]] = (),
+        headers: Sequence[tuple[str, str]] = (),
         **kwargs: Any,
     ) -> Response:
         """Blocking :meth:`AsyncClient.post`."""

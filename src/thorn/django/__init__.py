@@ -1,0 +1,1 @@
+"""Thorn's Django app: the subscriber model, its admin, checks and migrations."""

@@ -1,0 +1,204 @@
+"""Django web framework environment: settings, subscriber model, commit hooks."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from functools import partial
+from types import ModuleType
+from typing import Any
+
+from ..conf import import_string
+from ..exceptions import ImproperlyConfigured
+from . import Env
+
+__all__ = ["DjangoEnv", "resolve_subscriber_model"]
+
+logger = logging.getLogger(__name__)
+
+#: The setting that names a custom subscriber model.
+SUBSCRIBER_MODEL_SETTING = "THORN_SUBSCRIBER_MODEL"
+
+
+def resolve_subscriber_model(spec: str | type | None, default: str) -> Any:
+    """The model class ``THORN_SUBSCRIBER_MODEL`` names.
+
+    ``spec`` is Django's ``"app_label.Model"`` form, or an import path
+    (``"thorn.django.models:Subscriber"`` as the manual writes it, or
+    ``"thorn.django.models.Subscriber"``), or the class itself; None means
+    ``default``.
+
+    Raises:
+        ImproperlyConfigured: naming the setting, when nothing can be found.
+    """
+    if spec is None or spec == "":
+        spec = default
+    if not isinstance(spec, str):
+        return spec
+    if ":" in spec or spec.count(".") > 1:
+        return import_string(spec, setting=SUBSCRIBER_MODEL_SETTING)
+    from django.apps import apps
+
+    try:
+        return apps.get_model(spec, require_ready=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{SUBSCRIBER_MODEL_SETTING}={spec!r} must be 'app_label.ModelName' "
+            "or an import path such as 'thorn.django.models:Subscriber'"
+        ) from None
+    except LookupError as exc:
+        raise ImproperlyConfigured(
+            f"{SUBSCRIBER_MODEL_SETTING}={spec!r} names no installed model ({exc}); "
+            "add its app to INSTALLED_APPS or fix the name"
+        ) from None
+
+
+class DjangoEnv(Env):
+    """Thorn Django environment.
+
+    Settings come from ``django.conf.settings``, stored subscribers from the
+    ``THORN_SUBSCRIBER_MODEL`` model (``thorn.django.models.Subscriber`` by
+    default), transaction hooks from ``django.db.transaction.on_commit``.
+    """
+
+    name = "django"
+
+    reverse_cls = "django.urls:reverse"
+    settings_cls = "django.conf:settings"
+    signals_cls = "thorn.django.signals"
+    subscriber_cls = "thorn.django.models:Subscriber"
+
+    def __init__(self) -> None:
+        self._receivers: list[Callable[..., None]] = []
+        #: Database aliases whose subscriber table is known to exist.
+        self._tables_seen: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def autodetect(env: str = "DJANGO_SETTINGS_MODULE") -> bool:
+        """True when ``env`` names a settings module and Django can be imported.
+
+        A program that called ``django.conf.settings.configure()`` (no
+        settings module) is detected too.
+        """
+        if os.environ.get(env):
+            try:
+                import django  # noqa: F401
+            except ImportError:
+                return False
+            return True
+        conf = sys.modules.get("django.conf")
+        return bool(conf is not None and conf.settings.configured)
+
+    @property
+    def config(self) -> Any:
+        """Django's settings object."""
+        return import_string(self.settings_cls)
+
+    # -- the subscriber model ------------------------------------------------
+
+    @property
+    def Subscriber(self) -> Any:
+        """The subscriber model class (``THORN_SUBSCRIBER_MODEL``)."""
+        spec = getattr(self.config, SUBSCRIBER_MODEL_SETTING, None)
+        return resolve_subscriber_model(spec, self.subscriber_cls)
+
+    @property
+    def Subscribers(self) -> Any:
+        """The subscriber model's default manager."""
+        return self.Subscriber._default_manager
+
+    def subscribers_for(
+        self, event: str, *, sender: Any = None, app: Any = None
+    ) -> Iterable[Any]:
+        """Active stored subscribers whose pattern matches ``event``.
+
+        Returns nothing (and logs at debug level) while Django's app
+        registry is not ready or the subscriber table has not been migrated
+        yet, so events sent during start-up or before ``migrate`` are no
+        error.
+        """
+        from django.apps import apps
+
+        if not apps.ready:
+            logger.debug(
+                "no stored subscribers for %s: Django's apps are not ready", event
+            )
+            return ()
+        model = self.Subscriber
+        manager = model._default_manager
+        if not self._table_exists(model, manager.db):
+            logger.debug(
+                "no stored subscribers for %s: table %s does not exist yet "
+                "(run manage.py migrate)",
+                event,
+                model._meta.db_table,
+            )
+            return ()
+        found: Iterable[Any] = manager.matching(event, sender)
+        return found
+
+    def _table_exists(self, model: Any, alias: str) -> bool:
+        key = (alias, model._meta.db_table)
+        if key in self._tables_seen:
+            return True
+        # Asking the database beats catching the error of a failed query:
+        # on PostgreSQL that error would break the caller's transaction.
+        from django.db import connections
+
+        with connections[alias].cursor() as cursor:
+            names = connections[alias].introspection.table_names(cursor)
+        if model._meta.db_table not in names:
+            return False
+        with self._lock:
+            self._tables_seen.add(key)
+        return True
+
+    # -- framework hooks --------------------------------------------------------
+
+    def on_commit(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Call ``fun(*args, **kwargs)`` when the current transaction commits.
+
+        Outside a transaction (autocommit) it is called at once.
+        """
+        from django.db import transaction
+
+        transaction.on_commit(partial(fun, *args, **kwargs))
+
+    @property
+    def reverse(self) -> Callable[..., str]:
+        """Django's ``reverse``."""
+        fun: Callable[..., str] = import_string(self.reverse_cls)
+        return fun
+
+    @property
+    def signals(self) -> ModuleType:
+        """The module with Thorn's Django signal dispatchers (imported lazily)."""
+        return importlib.import_module(self.signals_cls)
+
+    def setting_changed(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(name)`` whenever Django changes a setting.
+
+        Django sends ``setting_changed`` from ``override_settings`` and the
+        test tools; Thorn resets its cached ``THORN_*`` values on it. The
+        receiver is held strongly (a lambda or a local function would
+        otherwise vanish at once); :meth:`close` disconnects it.
+        """
+        from django.core.signals import setting_changed
+
+        def receiver(*, setting: str, **kwargs: Any) -> None:
+            callback(setting)
+
+        setting_changed.connect(receiver, weak=False)
+        self._receivers.append(receiver)
+
+    def close(self) -> None:
+        """Disconnect the ``setting_changed`` receivers this environment made."""
+        from django.core.signals import setting_changed
+
+        while self._receivers:
+            setting_changed.disconnect(self._receivers.pop())

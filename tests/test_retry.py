@@ -179,3 +179,34 @@ def test_a_callback_that_raises_does_not_stop_other_deliveries(
         event.send({}, on_success=explode)
     assert len(calls) == 2
     assert "callback" in caplog.text
+
+
+def test_a_schedule_gives_each_wait_in_turn() -> None:
+    policy = RetryPolicy(schedule=(5.0, 300.0, 1800.0), max_retries=3, jitter=False)
+    assert [policy.delay_for(n) for n in range(4)] == [5.0, 300.0, 1800.0, 1800.0]
+    assert RetryPolicy.from_dict(policy.to_dict()) == policy
+
+
+def test_the_durable_ladder_gives_way_to_the_manuals_settings() -> None:
+    from thorn.conf import Settings
+
+    ladder = RetryPolicy.ladder_from_settings(Settings({}))
+    assert ladder.schedule is not None
+    assert ladder.max_retries == len(ladder.schedule)
+    assert 24 * 3600 < sum(ladder.schedule) < 48 * 3600  # about a day and a half
+    manual = RetryPolicy.ladder_from_settings(Settings({"THORN_RETRY_DELAY": 10}))
+    assert manual.schedule is None
+    assert manual.delay == 10
+    per_event = RetryPolicy.ladder_from_settings(Settings({}), max_retries=2)
+    assert per_event.schedule is None
+    assert per_event.max_retries == 2
+
+
+def test_settings_know_what_was_set() -> None:
+    from thorn.conf import Settings
+
+    s = Settings({"THORN_RETRY_MAX": 3})
+    assert s.is_set("THORN_RETRY_MAX")
+    assert not s.is_set("THORN_RETRY_DELAY")
+    s.configure(THORN_RETRY_DELAY=1)
+    assert s.is_set("THORN_RETRY_DELAY")

@@ -123,3 +123,14 @@ def test_subscriber_repr_hides_credentials() -> None:
 def test_an_unusable_subscriber_spec_says_what_to_give() -> None:
     with pytest.raises(ImproperlyConfigured, match="give a URL"):
         list(iter_subscribers(42, "x.y"))
+
+
+def test_an_unknown_digest_is_refused_before_anything_is_sent() -> None:
+    with pytest.raises(ImproperlyConfigured, match="md5"):
+        Subscriber(url="https://example.com/", hmac_secret="k", hmac_digest="md5")
+    with pytest.raises(ImproperlyConfigured):
+        list(
+            static_subscribers(
+                {"x.y": {"url": "https://e.com/", "hmac_digest": "nope"}}, "x.y"
+            )
+        )

@@ -47,6 +47,11 @@ DEFAULTS: dict[str, Any] = {
     # Prefix for relative model URLs (get_absolute_url() gives a path):
     # "https://example.com". None leaves refs as the reverser returns them.
     "THORN_BASE_URL": None,
+    # The durable (outbox) dispatcher's retry ladder, in seconds after the
+    # previous try, used unless THORN_RETRY_DELAY / THORN_RETRY_MAX (or an
+    # event's retry_delay / retry_max) are set: about a day and a half in
+    # all, as the large webhook services do.
+    "THORN_RETRY_SCHEDULE": (5, 300, 1800, 7200, 18000, 36000, 36000, 36000),
 }
 
 
@@ -128,6 +133,25 @@ class Settings:
         except KeyError:
             value = self._cache[name] = self._lookup(name)
             return value
+
+    def is_set(self, name: str) -> bool:
+        """True if ``name`` was given (source or ``configure``), not defaulted."""
+        if name in self._overrides:
+            return True
+        source = self._source() if callable(self._source) else self._source
+        if isinstance(source, Mapping):
+            return name in source
+        if source is None:
+            return False
+        try:
+            getattr(source, name)
+        except AttributeError:
+            return False
+        except Exception as exc:
+            if type(exc).__name__ != "ImproperlyConfigured":
+                raise
+            return False
+        return True
 
     def get(self, name: str, default: Any = None) -> Any:
         try:

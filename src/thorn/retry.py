@@ -53,6 +53,10 @@ class RetryPolicy:
     backoff: bool | float = True
     backoff_max: float = 3600.0
     jitter: bool = True
+    #: A fixed ladder of waits (seconds): wait ``schedule[n]`` before retry
+    #: ``n + 1``; when given, ``max_retries`` is its length and ``delay`` /
+    #: ``backoff`` are not used. ``Retry-After`` and jitter still apply.
+    schedule: tuple[float, ...] | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> RetryPolicy:
@@ -68,6 +72,35 @@ class RetryPolicy:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    @classmethod
+    def ladder_from_settings(cls, settings: Any, **overrides: Any) -> RetryPolicy:
+        """The durable dispatcher's policy: ``THORN_RETRY_SCHEDULE``...
+
+        ...unless the manual's ``THORN_RETRY_DELAY`` / ``THORN_RETRY_MAX`` are
+        set, or the event gives ``delay`` / ``max_retries``: then those, with
+        backoff, as :meth:`from_settings` builds them.
+        """
+        explicit = settings.is_set("THORN_RETRY_DELAY") or settings.is_set(
+            "THORN_RETRY_MAX"
+        )
+        if (
+            explicit
+            or overrides.get("delay") is not None
+            or overrides.get("max_retries") is not None
+        ):
+            return cls.from_settings(settings, **overrides)
+        schedule = tuple(float(x) for x in settings.THORN_RETRY_SCHEDULE)
+        base = cls.from_settings(settings, retry=overrides.get("retry"))
+        return cls(
+            retry=base.retry,
+            max_retries=len(schedule),
+            delay=schedule[0] if schedule else base.delay,
+            backoff=False,
+            backoff_max=max(base.backoff_max, max(schedule, default=0.0)),
+            jitter=base.jitter,
+            schedule=schedule,
+        )
+
     def should_retry(self, retries_done: int, exc: BaseException) -> bool:
         """True if one more try is allowed after ``retries_done`` retries."""
         return self.retry and retries_done < self.max_retries and is_retryable(exc)
@@ -78,6 +111,11 @@ class RetryPolicy:
         """Seconds to wait before retry number ``retries_done + 1``."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.backoff_max)
+        if self.schedule is not None:
+            if not self.schedule:
+                return 0.0
+            wait = float(self.schedule[min(retries_done, len(self.schedule) - 1)])
+            return wait * random.uniform(0.5, 1.0) if self.jitter else wait
         wait = float(self.delay)
         if self.backoff:
             factor = 2.0 if self.backoff is True else float(self.backoff)
@@ -94,11 +132,15 @@ class RetryPolicy:
             "backoff": self.backoff,
             "backoff_max": self.backoff_max,
             "jitter": self.jitter,
+            "schedule": list(self.schedule) if self.schedule is not None else None,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
-        return cls(**data)
+        values = dict(data)
+        if values.get("schedule") is not None:
+            values["schedule"] = tuple(values["schedule"])
+        return cls(**values)
 
 
 def retry_after_of(exc: BaseException) -> float | None:

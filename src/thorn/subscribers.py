@@ -217,6 +217,9 @@ class Subscriber(AbstractSubscriber):
             raise ImproperlyConfigured(
                 "hmac_secret is empty: give a secret, or None to send unsigned"
             )
+        from .utils.hmac import get_digest
+
+        get_digest(self.hmac_digest)  # an unknown digest fails here, not mid-send
         if not self.uuid:
             # Stable across processes, so Hook-Subscription means something.
             ident = f"{self.event} {self.url}"

@@ -135,3 +135,43 @@ def test_listen_prints_and_verifies_webhooks() -> None:
     assert "signature OK (Hook-HMAC, Standard Webhooks)" in out
     assert "signature FAILED" in out
     assert out.count("a.b") == 2
+
+
+def test_verify_checks_a_recorded_webhook(receiver: Any, tmp_path: Any) -> None:
+    sent = thorn(
+        "send",
+        "a.b",
+        "--data",
+        '{"x": 1}',
+        "--url",
+        receiver.url("/"),
+        "--secret",
+        SECRET,
+        "--allow-internal",
+    )
+    assert sent.returncode == 0, sent.stderr
+    (hook,) = receiver.wait_for(1)
+    body = tmp_path / "body.json"
+    body.write_bytes(hook.body)
+    headers = [
+        f"{name}: {hook.header(name)}"
+        for name in (
+            "Hook-HMAC",
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+        )
+    ]
+    args = [arg for h in headers for arg in ("--header", h)]
+    ok = thorn("verify", "--secret", SECRET, "--body-file", str(body), *args)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "signature OK (Hook-HMAC, Standard Webhooks)" in ok.stdout
+    body.write_bytes(hook.body + b" ")
+    bad = thorn("verify", "--secret", SECRET, "--body-file", str(body), *args)
+    assert bad.returncode == 1
+    assert "signature FAILED" in bad.stdout
+    assert SECRET not in bad.stdout + bad.stderr
+    usage = thorn(
+        "verify", "--secret", SECRET, "--header", "no colon", "--body-file", str(body)
+    )
+    assert usage.returncode == 2

@@ -247,6 +247,13 @@ class Thorn:
     def reverse(self) -> Any:
         return self.env.reverse
 
+    @property
+    def signals(self) -> Any:
+        """The blinker signals module (:mod:`thorn.signals`)."""
+        from . import signals
+
+        return signals
+
     def on_commit(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         self.env.on_commit(fun, *args, **kwargs)
 

@@ -1,4 +1,4 @@
-"""The ``thorn`` command: ``thorn listen`` and ``thorn send``.
+"""The ``thorn`` command: ``thorn listen``, ``thorn send`` and ``thorn verify``.
 
 Exit codes: 0 success, 1 a delivery failed (or a webhook did not verify,
 with ``listen --exit-after``), 2 wrong usage or configuration.
@@ -170,6 +170,47 @@ def cmd_send(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .exceptions import SignatureError
+    from .receiver import verify_request
+
+    headers: dict[str, str] = {}
+    for line in args.header:
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            print(
+                f"thorn verify: --header {line!r} is not 'Name: value'", file=sys.stderr
+            )
+            return EXIT_USAGE
+        headers[name.strip()] = value.strip()
+    if args.body_file == "-":
+        body = sys.stdin.buffer.read()
+    else:
+        try:
+            with open(args.body_file, "rb") as fh:
+                body = fh.read()
+        except OSError as exc:
+            print(
+                f"thorn verify: cannot read {args.body_file}: {exc.strerror}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+    try:
+        verified = verify_request(
+            body,
+            headers,
+            args.secret,
+            digest=args.digest,
+            tolerance=args.tolerance,
+            require_standard=args.require_standard,
+        )
+    except SignatureError as exc:
+        print(f"signature FAILED: {exc}")
+        return EXIT_FAILED
+    print(f"signature OK ({verified})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="thorn", description="Thorn webhooks: send and receive them."
@@ -224,6 +265,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow any port (internal addresses stay blocked)",
     )
     send.set_defaults(func=cmd_send)
+
+    verify = sub.add_parser(
+        "verify", help="check a webhook's signatures (Hook-HMAC, Standard Webhooks)"
+    )
+    verify.add_argument("--secret", required=True, help="the subscription's secret")
+    verify.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a request header (repeat); at least one signature header",
+    )
+    verify.add_argument(
+        "--body-file",
+        default="-",
+        help="file with the raw body ('-' for standard input)",
+    )
+    verify.add_argument("--digest", default="sha256", help="Hook-HMAC digest")
+    verify.add_argument(
+        "--tolerance",
+        type=int,
+        default=300,
+        help="seconds a Standard Webhooks timestamp may be off",
+    )
+    verify.add_argument(
+        "--require-standard",
+        action="store_true",
+        help="fail unless a Standard Webhooks signature verifies",
+    )
+    verify.set_defaults(func=cmd_verify)
     return parser
 
 

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from .. import signals
 from ..exceptions import DeliveryError, SecurityError
 from ..request import Request
 from ..retry import retry_after_of
@@ -34,14 +35,22 @@ logger = logging.getLogger(__name__)
 
 async def attempt_safely(request: Request, client: AsyncClient) -> BaseException | None:
     """One attempt; the failure, if any, is returned instead of raised."""
+    error: BaseException | None = None
     try:
         await request.attempt(client)
     except (DeliveryError, SecurityError, ValueError) as exc:
-        return exc
+        error = exc
     except Exception as exc:  # a bug must not stop the other deliveries
         logger.exception("unexpected error delivering %r", request)
-        return exc
-    return None
+        error = exc
+    signals.send(
+        signals.delivery_attempted, request, response=request.response, error=error
+    )
+    if error is None:
+        signals.send(signals.delivery_succeeded, request, response=request.response)
+    else:
+        signals.send(signals.delivery_failed, request, error=error)
+    return error
 
 
 async def deliver_batch(
@@ -85,6 +94,7 @@ def finish(request: Request, exc: BaseException | None) -> None:
                 request.retries,
                 _describe(exc),
             )
+            signals.send(signals.delivery_exhausted, request, error=exc)
             request.handle_failure(exc)
     except Exception:
         logger.exception("a callback of %s %s raised", request.event, request.id)

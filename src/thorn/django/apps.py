@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -17,3 +19,16 @@ class ThornConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .receivers import connect_subscription_signals
+
+        connect_subscription_signals(self._subscriber_model())
+
+    def _subscriber_model(self) -> Any:
+        from ..app import current_app
+        from ..environment.django import DjangoEnv, resolve_subscriber_model
+
+        spec = current_app().settings.THORN_SUBSCRIBER_MODEL
+        try:
+            return resolve_subscriber_model(spec, DjangoEnv.subscriber_cls)
+        except Exception:  # thorn.E008 reports a bad setting
+            return resolve_subscriber_model(None, DjangoEnv.subscriber_cls)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import threading
 from collections.abc import Callable, Mapping
@@ -52,6 +53,14 @@ DEFAULTS: dict[str, Any] = {
     # event's retry_delay / retry_max) are set: about a day and a half in
     # all, as the large webhook services do.
     "THORN_RETRY_SCHEDULE": (5, 300, 1800, 7200, 18000, 36000, 36000, 36000),
+    # The outbox (Django): a subscriber failing without a single success for
+    # this long is disabled (None: never), as the large services do; how
+    # many bytes of each answer the attempt log keeps; how long finished
+    # messages are kept before thorn_purge deletes them. Durations are a
+    # timedelta, seconds, or text such as "5d", "12h".
+    "THORN_AUTO_DISABLE_AFTER": datetime.timedelta(days=5),
+    "THORN_ATTEMPT_EXCERPT_SIZE": 1024,
+    "THORN_RETENTION": datetime.timedelta(days=30),
 }
 
 

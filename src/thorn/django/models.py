@@ -1,4 +1,4 @@
-"""Django models required to dispatch webhook events: the stored subscriber."""
+"""Django models of webhooks: the stored subscriber, and the outbox of deliveries."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from django.utils.choices import BaseChoiceIterator, CallableChoiceIterator
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from .. import signals
 from ..exceptions import ConnectionFailed
 from ..matchers import PayloadFilter
+from ..request import new_id
 from ..subscribers import AbstractSubscriber, validate_pattern
 from ..transport.url import InvalidURL, parse_url
 from ..utils.hmac import random_secret
@@ -29,9 +31,16 @@ from .managers import SubscriberManager
 __all__ = [
     "CONTENT_TYPE_CHOICES",
     "DIGEST_CHOICES",
+    "Attempt",
+    "Delivery",
+    "DeliveryStatus",
     "EventField",
+    "IdField",
+    "Message",
     "Subscriber",
+    "cancel_pending_deliveries",
     "generate_secret",
+    "redact_url",
     "subscriber_event_choices",
     "validate_event_pattern",
 ]
@@ -47,6 +56,14 @@ CONTENT_TYPE_CHOICES = [
 DIGEST_CHOICES = [("sha1", "SHA-1"), ("sha256", "SHA-256"), ("sha512", "SHA-512")]
 #: Length of the secrets made for new subscribers.
 SECRET_LENGTH = 64
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password in it masked (for lists and logs)."""
+    try:
+        return parse_url(url).redacted()
+    except InvalidURL:
+        return "<invalid URL>"
 
 
 def generate_secret() -> str:
@@ -208,6 +225,16 @@ class Subscriber(models.Model):
             '"data.name": {"match": "startswith", "value": "J"}}.'
         ),
     )
+    failing_since = models.DateTimeField(
+        _("failing since"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "When its deliveries started failing without a success since; "
+            "THORN_AUTO_DISABLE_AFTER later it is disabled."
+        ),
+    )
 
     objects = SubscriberManager()
 
@@ -231,10 +258,7 @@ class Subscriber(models.Model):
     @property
     def redacted_url(self) -> str:
         """The URL with any password in it masked (for lists and logs)."""
-        try:
-            return parse_url(self.url).redacted()
-        except InvalidURL:
-            return "<invalid URL>"
+        return redact_url(self.url)
 
     @property
     def filters(self) -> Callable[[Any], bool] | None:
@@ -354,24 +378,32 @@ class Subscriber(models.Model):
     # -- operations -----------------------------------------------------------------
 
     def disable(self, reason: str, *, save: bool = True) -> None:
-        """Stop delivering to this subscriber, saying why (kept for people)."""
+        """Stop delivering to this subscriber, saying why (kept for people).
+
+        Its pending deliveries in the outbox wait until it is enabled again.
+        """
         self.active = False
         self.disabled_reason = reason[:255]
         self.disabled_at = timezone.now()
+        # A run of failures ends here: after enable() it counts afresh.
+        self.failing_since = None
         if save:
-            self.save(
-                update_fields=["active", "disabled_reason", "disabled_at", "updated_at"]
-            )
+            self.save(update_fields=[*_STATE_FIELDS, "updated_at"])
+            signals.send(signals.subscriber_disabled, self, reason=self.disabled_reason)
 
     def enable(self, *, save: bool = True) -> None:
-        """Deliver to this subscriber again."""
+        """Deliver to this subscriber again; its waiting deliveries are due now."""
         self.active = True
         self.disabled_reason = ""
         self.disabled_at = None
+        self.failing_since = None
         if save:
-            self.save(
-                update_fields=["active", "disabled_reason", "disabled_at", "updated_at"]
-            )
+            self.save(update_fields=[*_STATE_FIELDS, "updated_at"])
+            if self.pk is not None:
+                from .store import DjangoOutboxStore
+
+                DjangoOutboxStore(using=self._state.db).resume_subscriber(self)
+            signals.send(signals.subscriber_enabled, self)
 
     def rotate_secret(self, *, save: bool = True) -> None:
         """Give this subscriber a new random secret (tell its owner)."""
@@ -379,6 +411,8 @@ class Subscriber(models.Model):
         if save:
             self.save(update_fields=["hmac_secret", "updated_at"])
 
+
+_STATE_FIELDS = ["active", "disabled_reason", "disabled_at", "failing_since"]
 
 _DICT_KEYS = {
     "event",
@@ -412,3 +446,215 @@ def _recipient_error(url: str) -> list[str] | None:
 
 
 AbstractSubscriber.register(Subscriber)
+
+
+# -- the outbox ----------------------------------------------------------------------
+
+
+class DeliveryStatus(models.TextChoices):
+    """Where a delivery stands: waiting for a try, or done one way or another."""
+
+    PENDING = "pending", _("pending")
+    SUCCEEDED = "succeeded", _("succeeded")
+    FAILED = "failed", _("failed")
+    CANCELLED = "cancelled", _("cancelled")
+
+
+class IdField(models.CharField):  # type: ignore[type-arg]
+    """A UUID as text, always 36 characters; ``bpchar(36)`` on PostgreSQL.
+
+    PostgreSQL gives every indexed ``varchar`` column a second index for
+    ``LIKE`` (``varchar_pattern_ops``); ids are never searched that way, and
+    the outbox tables take many inserts, so their id columns (and the foreign
+    keys to them, which take the same type) are ``char``: one index each.
+    Spelled ``bpchar``: Django's bulk insert casts to the type without its
+    length, and a bare ``bpchar`` keeps every character where ``char``
+    would mean ``char(1)``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 36)
+        super().__init__(*args, **kwargs)
+
+    def db_type(self, connection: Any) -> str | None:
+        if connection.vendor == "postgresql":
+            return f"bpchar({self.max_length})"
+        return super().db_type(connection)
+
+
+class Message(models.Model):
+    """One ``send()``: the event and its payload, shared by its deliveries."""
+
+    id = IdField(_("id"), primary_key=True, default=new_id, editable=False)
+    event = models.CharField(_("event"), max_length=255)
+    data = models.TextField(
+        _("payload"), blank=True, help_text=_("The payload as JSON text.")
+    )
+    sender = models.CharField(_("sender"), max_length=255, null=True, blank=True)
+    created_at = models.DateTimeField(
+        _("created at"), default=timezone.now, db_index=True
+    )
+
+    class Meta:
+        db_table = "thorn_message"
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        # Declared here rather than with db_index: PostgreSQL then makes no
+        # second LIKE index.
+        indexes = [models.Index(fields=["event"], name="thorn_message_event_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.id}"
+
+
+def cancel_pending_deliveries(
+    collector: Any, field: models.Field[Any, Any], sub_objs: Any, using: str
+) -> None:
+    """``on_delete`` of a delivery's subscriber: cancel what is pending, keep the log.
+
+    Like ``SET_NULL``, plus: pending deliveries of the deleted subscriber
+    become ``cancelled`` (they have nowhere to go and no secret to sign
+    with). The collector runs its updates in the order they were added, and
+    the first three select the pending rows by subscriber and status, so
+    they come before the status and the subscriber change.
+    """
+    pending = sub_objs.filter(status=DeliveryStatus.PENDING)
+    meta = sub_objs.model._meta
+    collector.add_field_update(meta.get_field("next_attempt_at"), None, pending)
+    collector.add_field_update(meta.get_field("leased_until"), None, pending)
+    collector.add_field_update(
+        meta.get_field("last_error"), "the subscriber was deleted", pending
+    )
+    collector.add_field_update(
+        meta.get_field("status"), DeliveryStatus.CANCELLED, pending
+    )
+    collector.add_field_update(field, None, sub_objs)
+
+
+# The collector may pass the related rows as a query set, unevaluated.
+cancel_pending_deliveries.lazy_sub_objs = True  # type: ignore[attr-defined]
+
+
+class Delivery(models.Model):
+    """One message to one subscriber: what to post, and how it went so far.
+
+    The body is stored encoded, so the engine posts it as it is. A delivery
+    to a stored subscriber reads that subscriber's current URL, secret and
+    digest when it is claimed (a rotated secret is used at once); one to a
+    subscriber without a row here (``THORN_SUBSCRIBERS``, callbacks, another
+    model) keeps a copy of its secret in ``static_secret``.
+    """
+
+    id = IdField(_("id"), primary_key=True, editable=False)
+    message = models.ForeignKey(
+        Message,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        verbose_name=_("message"),
+    )
+    subscriber = models.ForeignKey(
+        Subscriber,
+        on_delete=cancel_pending_deliveries,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+        verbose_name=_("subscriber"),
+    )
+    static_subscriber = models.BooleanField(
+        _("static subscriber"),
+        default=False,
+        help_text=_("The subscriber has no row here; its secret is copied."),
+    )
+    subscription = models.CharField(_("subscription"), max_length=36, blank=True)
+    event = models.CharField(_("event"), max_length=255)
+    url = models.TextField(_("URL"))
+    content_type = models.CharField(_("content type"), max_length=128)
+    body = models.BinaryField(_("body"))
+    hmac_digest = models.CharField(_("HMAC digest"), max_length=16, default="sha256")
+    static_secret = models.TextField(
+        _("secret of a static subscriber"), null=True, blank=True
+    )
+    static_extra_secrets = models.JSONField(
+        _("extra secrets of a static subscriber"), default=list, blank=True
+    )
+    headers = models.JSONField(
+        _("headers"), default=list, help_text=_("[name, value] pairs.")
+    )
+    timeout = models.FloatField(_("timeout"), default=3.0)
+    policy = models.JSONField(_("retry policy"), default=dict)
+    status = models.CharField(
+        _("status"),
+        max_length=16,
+        choices=DeliveryStatus.choices,
+        default=DeliveryStatus.PENDING,
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    lease_owner = models.CharField(
+        _("leased by"), max_length=255, null=True, blank=True
+    )
+    leased_until = models.DateTimeField(_("leased until"), null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(
+        _("last status code"), null=True, blank=True
+    )
+    last_error = models.TextField(_("last error"), blank=True, default="")
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+
+    class Meta:
+        db_table = "thorn_delivery"
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+        indexes = [
+            # The claim query: pending rows in next_attempt_at order. Partial,
+            # so finished rows (nearly all of them) cost it nothing.
+            models.Index(
+                fields=["status", "next_attempt_at"],
+                name="thorn_delivery_due_idx",
+                condition=models.Q(status="pending"),
+            ),
+            # Replay by subscriber, admin search (no LIKE index, as above).
+            models.Index(fields=["subscription"], name="thorn_delivery_sub_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.id} -> {self.redacted_url}"
+
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.url)
+
+
+class Attempt(models.Model):
+    """One try of one delivery: when, how long, and what came back."""
+
+    delivery = models.ForeignKey(
+        Delivery,
+        on_delete=models.CASCADE,
+        related_name="attempt_log",
+        verbose_name=_("delivery"),
+        # The (delivery, number) index serves lookups by delivery.
+        db_index=False,
+    )
+    number = models.PositiveIntegerField(_("number"))
+    started_at = models.DateTimeField(_("started at"))
+    duration_ms = models.FloatField(_("duration (ms)"))
+    status_code = models.PositiveSmallIntegerField(
+        _("status code"), null=True, blank=True
+    )
+    error = models.TextField(_("error"), blank=True, default="")
+    response_excerpt = models.BinaryField(
+        _("start of the answer"), blank=True, default=b""
+    )
+
+    class Meta:
+        db_table = "thorn_attempt"
+        verbose_name = _("attempt")
+        verbose_name_plural = _("attempts")
+        indexes = [
+            models.Index(fields=["delivery", "number"], name="thorn_attempt_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.delivery_id}"

@@ -281,8 +281,9 @@ class ModelEvent(Event):
 
         The message is built now (a deleted instance loses its primary key
         afterwards); with :attr:`signal_honors_transaction` it is sent when
-        the transaction commits. Errors are logged unless
-        ``propagate_errors`` is set.
+        the transaction commits, except through a transactional dispatcher
+        (the outbox), which writes it in the transaction itself. Errors are
+        logged unless ``propagate_errors`` is set.
         """
         previous = kwargs.pop("previous", None)
         try:
@@ -295,7 +296,13 @@ class ModelEvent(Event):
             self._log_error(_describe_instance(instance))
             return None
         send = partial(self._send_prepared, prepared, _describe_instance(instance))
-        if self.signal_honors_transaction:
+        if self.signal_honors_transaction and not getattr(
+            self.dispatcher, "transactional", False
+        ):
+            # A transactional dispatcher (the outbox) writes its rows in the
+            # current transaction, so they commit or roll back with the
+            # change itself: deferring to on_commit would only open a window
+            # in which a crash loses the event.
             self._app.on_commit(send)
             return None
         return send()

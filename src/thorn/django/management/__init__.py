@@ -1,0 +1,1 @@
+"""Management commands of Thorn's Django app."""

@@ -1,0 +1,1 @@
+"""``manage.py`` commands: the outbox's replay and purge (and the worker)."""

@@ -1,0 +1,849 @@
+"""The outbox in Django's database: enqueue, claim, record, replay and purge."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Case, Exists, OuterRef, Q, Value, When
+from django.utils import timezone
+
+from .. import signals
+from ..engine.store import AttemptResult, DeliveryTask
+from ..request import new_id
+from ..utils.json import dumps
+from .models import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Message,
+    Subscriber,
+    redact_url,
+)
+
+if TYPE_CHECKING:
+    from ..request import Request
+
+__all__ = ["DjangoOutboxStore", "as_timedelta"]
+
+logger = logging.getLogger(__name__)
+
+PENDING = DeliveryStatus.PENDING.value
+SUCCEEDED = DeliveryStatus.SUCCEEDED.value
+FAILED = DeliveryStatus.FAILED.value
+
+#: What ``replay(status=...)`` accepts, and the states each one selects.
+REPLAYABLE = {
+    "failed": (FAILED,),
+    "succeeded": (SUCCEEDED,),
+    "all": (FAILED, SUCCEEDED),
+}
+#: The longest error text kept on a delivery or an attempt.
+MAX_ERROR_LENGTH = 2000
+#: The length of delivery and message ids (UUIDs as text).
+ID_LENGTH = 36
+#: Rows deleted or replayed per statement by ``purge`` and ``replay``.
+CHUNK_SIZE = 500
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def as_timedelta(value: Any, *, setting: str = "duration") -> datetime.timedelta:
+    """A duration from a timedelta, seconds, or text such as ``"30d"``, ``"12h"``.
+
+    Units: ``s``, ``m``, ``h``, ``d``, ``w`` (none: seconds).
+    """
+    if isinstance(value, datetime.timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            number, unit = match.groups()
+            return datetime.timedelta(
+                seconds=float(number) * _UNIT_SECONDS[unit.lower()]
+            )
+    raise ValueError(
+        f"{setting} must be a timedelta, a number of seconds, or text such as "
+        f"'30d', '12h', '15m' (got {value!r})"
+    )
+
+
+# -- SQL ------------------------------------------------------------------------------
+
+# The columns a claim returns, in DeliveryTask order, then the subscriber's.
+_TASK_COLUMNS = (
+    "id, message_id, event, url, body, content_type, subscription, "
+    "static_secret, static_extra_secrets, hmac_digest, attempts, headers, "
+    "timeout, policy, subscriber_id"
+)
+
+# Due: pending, next_attempt_at passed (a claim moves it to the end of the
+# lease, so leased rows are not due until the lease runs out), and the
+# subscriber is static or a stored one that is active.
+_DUE = """
+    d.status = %s AND d.next_attempt_at <= %s
+    AND (d.static_subscriber OR EXISTS (
+        SELECT 1 FROM {subscriber} s WHERE s.id = d.subscriber_id AND s.active
+    ))
+"""
+
+# PostgreSQL: lock the oldest due rows, skipping rows another engine has
+# locked this instant, lease them, and return them with their subscriber's
+# current secret, in one statement. A CTE with FOR UPDATE is never inlined.
+_CLAIM_POSTGRESQL = """
+WITH due AS MATERIALIZED (
+    SELECT d.id FROM {delivery} d
+    WHERE {due}
+    ORDER BY d.next_attempt_at
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE {delivery} AS t
+    SET lease_owner = %s, leased_until = %s, next_attempt_at = %s, updated_at = %s
+    FROM due WHERE t.id = due.id
+    RETURNING {returning}
+)
+SELECT c.*, s.hmac_secret, s.hmac_digest, s.url
+FROM claimed c LEFT JOIN {subscriber} s ON s.id = c.subscriber_id
+"""
+
+# SQLite serialises writers: one UPDATE that picks and leases the rows cannot
+# interleave with another engine's. RETURNING cannot join, so the subscriber
+# columns are scalar subqueries.
+_CLAIM_SQLITE = """
+UPDATE {delivery}
+SET lease_owner = %s, leased_until = %s, next_attempt_at = %s, updated_at = %s
+WHERE id IN (
+    SELECT d.id FROM {delivery} d
+    WHERE {due}
+    ORDER BY d.next_attempt_at
+    LIMIT %s
+)
+RETURNING {returning},
+    (SELECT s.hmac_secret FROM {subscriber} s WHERE s.id = {delivery}.subscriber_id),
+    (SELECT s.hmac_digest FROM {subscriber} s WHERE s.id = {delivery}.subscriber_id),
+    (SELECT s.url FROM {subscriber} s WHERE s.id = {delivery}.subscriber_id)
+"""
+
+# Attempts are numbered on from the delivery's last one (a replay resets the
+# delivery's count of tries, not the log), in the same statement. Nothing is
+# logged for a delivery deleted meanwhile.
+_INSERT_ATTEMPT = """
+INSERT INTO {attempt}
+    (delivery_id, number, started_at, duration_ms, status_code, error,
+     response_excerpt)
+SELECT d.id,
+    (SELECT COALESCE(MAX(a.number), 0) + 1 FROM {attempt} a
+     WHERE a.delivery_id = d.id),
+    %s, %s, %s, %s, %s
+FROM {delivery} d WHERE d.id = %s
+"""
+
+# Only the lease holder moves a delivery on, and only while it is pending;
+# a success counts whoever reports it (the receiver has the message).
+_UPDATE_DELIVERY = """
+UPDATE {delivery}
+SET status = %s, attempts = attempts + 1, next_attempt_at = %s,
+    last_status_code = %s, last_error = %s, completed_at = %s,
+    lease_owner = NULL, leased_until = NULL, updated_at = %s
+WHERE id = %s AND status = %s AND (lease_owner = %s OR %s)
+"""
+
+
+def _loads(value: Any, default: Any) -> Any:
+    """A JSON column read by raw SQL: text on both backends, parsed here."""
+    if value is None:
+        return default
+    if isinstance(value, (str, bytes, bytearray)):
+        return json.loads(value)
+    return value
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class DjangoOutboxStore:
+    """The outbox (:class:`~thorn.engine.store.OutboxStore`) in Django's database.
+
+    Args:
+        using: the database alias (default: the router's choice for writes).
+        app: the Thorn app whose settings apply (default: the current one).
+    """
+
+    def __init__(self, *, using: str | None = None, app: Any = None) -> None:
+        self.using = using or router.db_for_write(Delivery)
+        self._app = app
+
+    @property
+    def connection(self) -> BaseDatabaseWrapper:
+        return connections[self.using]
+
+    @property
+    def settings(self) -> Any:
+        from ..app import app_or_default
+
+        return app_or_default(self._app).settings
+
+    def _tables(self) -> dict[str, str]:
+        quote = self.connection.ops.quote_name
+        return {
+            "delivery": quote(Delivery._meta.db_table),
+            "subscriber": quote(Subscriber._meta.db_table),
+            "attempt": quote(Attempt._meta.db_table),
+        }
+
+    def _time(self, value: datetime.datetime | None) -> Any:
+        """A datetime as this backend takes it in raw SQL."""
+        if value is None:
+            return None
+        return self.connection.ops.adapt_datetimefield_value(value)
+
+    # -- writing the outbox ---------------------------------------------------------
+
+    def enqueue(
+        self, requests: Sequence[Request], *, now: datetime.datetime | None = None
+    ) -> None:
+        """Store one message per send and one delivery per request.
+
+        Two bulk inserts, in the caller's transaction when one is open (so a
+        rollback takes them back), else in a transaction of their own.
+        Requests of one send carry the same ``message_id`` (the outbox
+        dispatcher sets it); requests without one are grouped by event and
+        payload.
+        """
+        if not requests:
+            return
+        now = now or timezone.now()
+        messages: dict[Any, Message] = {}
+        deliveries: list[Delivery] = []
+        for request in requests:
+            if len(request.id) != ID_LENGTH:
+                raise ValueError(
+                    f"the outbox keeps deliveries under UUID ids ({ID_LENGTH} "
+                    f"characters, as thorn.request.new_id makes): {request.id!r}"
+                )
+            key = getattr(request, "message_id", None) or (
+                request.event,
+                id(request.data),
+            )
+            message = messages.get(key)
+            if message is None:
+                message = messages[key] = Message(
+                    id=key if isinstance(key, str) else new_id(),
+                    event=request.event,
+                    data=_payload_text(request.data),
+                    sender=(
+                        None if request.sender is None else str(request.sender)[:255]
+                    ),
+                    created_at=now,
+                )
+            deliveries.append(self._delivery_of(request, message, now))
+        if self.connection.in_atomic_block:
+            self._insert(list(messages.values()), deliveries)
+        else:
+            with transaction.atomic(using=self.using):
+                self._insert(list(messages.values()), deliveries)
+        if signals.message_queued.receivers:
+            self._announce_queued(deliveries)
+
+    def _announce_queued(self, deliveries: list[Delivery]) -> None:
+        """``message_queued`` per message, once the caller's transaction commits."""
+        by_message: dict[str, list[str]] = {}
+        for delivery in deliveries:
+            by_message.setdefault(delivery.message_id, []).append(delivery.id)
+
+        def announce() -> None:
+            for message_id, ids in by_message.items():
+                signals.send(signals.message_queued, message_id, deliveries=ids)
+
+        transaction.on_commit(announce, using=self.using)
+
+    def _insert(self, messages: list[Message], deliveries: list[Delivery]) -> None:
+        Message.objects.using(self.using).bulk_create(messages)
+        Delivery.objects.using(self.using).bulk_create(deliveries)
+
+    @staticmethod
+    def _delivery_of(
+        request: Request, message: Message, now: datetime.datetime
+    ) -> Delivery:
+        sub = request.subscriber
+        stored = isinstance(sub, Subscriber) and sub.pk is not None
+        body = request.body
+        if body is None:
+            body = request._encoded_body()
+        return Delivery(
+            id=request.id,
+            message=message,
+            subscriber=sub if stored else None,
+            static_subscriber=not stored,
+            subscription=request.subscription,
+            event=request.event,
+            url=str(sub.url),
+            content_type=request.content_type,
+            body=body,
+            hmac_digest=getattr(sub, "hmac_digest", None) or "sha256",
+            # Only a subscriber without a row here has its secret copied:
+            # stored ones are read when claimed, so a rotation applies.
+            static_secret=None if stored else getattr(sub, "hmac_secret", None),
+            static_extra_secrets=(
+                [] if stored else list(getattr(sub, "extra_secrets", ()) or ())
+            ),
+            headers=[list(pair) for pair in request.default_headers],
+            timeout=request.timeout,
+            policy=request.policy.to_dict(),
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+
+    # -- the engine's side (OutboxStore) --------------------------------------------
+
+    def claim(
+        self, *, owner: str, limit: int, lease: float, now: datetime.datetime
+    ) -> list[DeliveryTask]:
+        """Lease up to ``limit`` due deliveries to ``owner`` for ``lease`` seconds.
+
+        The lease is written as the delivery's ``next_attempt_at`` too: if
+        the owner dies, the delivery is due again when the lease runs out.
+        """
+        if limit <= 0:
+            return []
+        until = now + datetime.timedelta(seconds=lease)
+        vendor = self.connection.vendor
+        with transaction.atomic(using=self.using):
+            if vendor == "postgresql":
+                rows = self._claim_postgresql(owner, limit, until, now)
+            elif vendor == "sqlite":
+                rows = self._claim_sqlite(owner, limit, until, now)
+            else:
+                rows = self._claim_portable(owner, limit, until, now)
+        rows.sort(key=lambda row: str(row[0]))
+        return [self._task_of(row) for row in rows]
+
+    def _claim_postgresql(
+        self,
+        owner: str,
+        limit: int,
+        until: datetime.datetime,
+        now: datetime.datetime,
+    ) -> list[tuple[Any, ...]]:
+        tables = self._tables()
+        due = _DUE.format(**tables)
+        sql = _CLAIM_POSTGRESQL.format(
+            due=due,
+            returning=", ".join(f"t.{c.strip()}" for c in _TASK_COLUMNS.split(",")),
+            **tables,
+        )
+        params: list[Any] = [PENDING, now, limit, owner, until, until, now]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+
+    def _claim_sqlite(
+        self,
+        owner: str,
+        limit: int,
+        until: datetime.datetime,
+        now: datetime.datetime,
+    ) -> list[tuple[Any, ...]]:
+        tables = self._tables()
+        sql = _CLAIM_SQLITE.format(
+            due=_DUE.format(**tables), returning=_TASK_COLUMNS, **tables
+        )
+        at = self._time(until)
+        params = [owner, at, at, self._time(now), PENDING, self._time(now), limit]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+
+    def _claim_portable(
+        self,
+        owner: str,
+        limit: int,
+        until: datetime.datetime,
+        now: datetime.datetime,
+    ) -> list[tuple[Any, ...]]:
+        """Any other database: lock (skipping locked rows where it can), then lease."""
+        features = self.connection.features
+        due = self._due(now).order_by("next_attempt_at")
+        if features.has_select_for_update:
+            due = due.select_for_update(
+                skip_locked=features.has_select_for_update_skip_locked
+            )
+        ids = list(due.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return []
+        deliveries = Delivery.objects.using(self.using)
+        deliveries.filter(pk__in=ids, status=PENDING).update(
+            lease_owner=owner, leased_until=until, next_attempt_at=until, updated_at=now
+        )
+        columns = [c.strip() for c in _TASK_COLUMNS.split(",")]
+        names = [*columns, "subscriber__hmac_secret", "subscriber__hmac_digest"]
+        rows = deliveries.filter(pk__in=ids, lease_owner=owner).values_list(
+            *names, "subscriber__url"
+        )
+        return [tuple(row) for row in rows]
+
+    def _due(self, now: datetime.datetime) -> Any:
+        # EXISTS rather than a join: FOR UPDATE cannot lock the nullable side
+        # of an outer join.
+        active = Subscriber.objects.using(self.using).filter(
+            pk=OuterRef("subscriber_id"), active=True
+        )
+        return (
+            Delivery.objects.using(self.using)
+            .filter(status=PENDING, next_attempt_at__lte=now)
+            .filter(Q(static_subscriber=True) | Exists(active))
+        )
+
+    @staticmethod
+    def _task_of(row: Sequence[Any]) -> DeliveryTask:
+        (
+            pk,
+            message_id,
+            event,
+            url,
+            body,
+            content_type,
+            subscription,
+            static_secret,
+            static_extra,
+            digest,
+            attempts,
+            headers,
+            timeout,
+            policy,
+            subscriber_id,
+            current_secret,
+            current_digest,
+            current_url,
+        ) = row
+        if subscriber_id is not None:
+            secret, extra = current_secret, ()
+            digest = current_digest or digest
+            url = current_url or url
+        else:
+            secret, extra = static_secret, tuple(_loads(static_extra, []))
+        return DeliveryTask(
+            id=str(pk),
+            message_id=str(message_id),
+            event=event,
+            url=url,
+            body=bytes(body),
+            content_type=content_type,
+            subscription=subscription or "",
+            hmac_secret=secret or None,
+            hmac_digest=digest or "sha256",
+            attempts=int(attempts),
+            extra_secrets=extra,
+            headers=tuple((str(k), str(v)) for k, v in _loads(headers, [])),
+            timeout=float(timeout),
+            policy=dict(_loads(policy, {})),
+            subscriber_key=subscriber_id,
+        )
+
+    def record(
+        self, results: Sequence[AttemptResult], *, owner: str, now: datetime.datetime
+    ) -> None:
+        """Store attempts and new states in one transaction; drop the leases.
+
+        Two statements for the batch (each run for every result:
+        executemany), then, only where the batch has such subscribers: one
+        to end runs of failures, one or two to start them, one to find those
+        failing for ``THORN_AUTO_DISABLE_AFTER`` and one to disable them, two
+        to disable those that answered 410 Gone. Constant in the batch size.
+        """
+        if not results:
+            return
+        settings = self.settings
+        excerpt_size = int(settings.THORN_ATTEMPT_EXCERPT_SIZE)
+        tables = self._tables()
+        attempts = []
+        updates = []
+        when = self._time(now)
+        for result in results:
+            error = (result.error or "")[:MAX_ERROR_LENGTH]
+            attempts.append(
+                [
+                    self._time(result.started_at),
+                    result.duration * 1000.0,
+                    result.status_code,
+                    error,
+                    bytes(result.response_excerpt[:excerpt_size]),
+                    result.delivery_id,
+                ]
+            )
+            status, next_at, completed = self._next_state(result, now)
+            updates.append(
+                [
+                    status,
+                    self._time(next_at),
+                    result.status_code,
+                    error,
+                    self._time(completed),
+                    when,
+                    result.delivery_id,
+                    PENDING,
+                    owner,
+                    result.outcome == "succeeded",
+                ]
+            )
+        with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+            cursor.executemany(_INSERT_ATTEMPT.format(**tables), attempts)
+            cursor.executemany(_UPDATE_DELIVERY.format(**tables), updates)
+            self._update_subscribers(results, now)
+
+    @staticmethod
+    def _next_state(
+        result: AttemptResult, now: datetime.datetime
+    ) -> tuple[str, datetime.datetime | None, datetime.datetime | None]:
+        """(status, next_attempt_at, completed_at) after ``result``."""
+        if result.outcome == "succeeded":
+            return SUCCEEDED, None, now
+        if result.outcome == "retry":
+            return PENDING, result.next_attempt_at or now, None
+        return FAILED, None, now  # failed, gone
+
+    def _update_subscribers(
+        self, results: Sequence[AttemptResult], now: datetime.datetime
+    ) -> None:
+        last: dict[Any, AttemptResult] = {}
+        succeeded: set[Any] = set()
+        gone: set[Any] = set()
+        for result in sorted(results, key=lambda r: r.started_at):
+            key = result.subscriber_key
+            if key is None:
+                if result.outcome == "gone":
+                    logger.warning(
+                        "delivery %s: a subscriber without a row answered "
+                        "410 Gone; remove it from THORN_SUBSCRIBERS",
+                        result.delivery_id,
+                    )
+                continue
+            last[key] = result
+            if result.outcome == "succeeded":
+                succeeded.add(key)
+            elif result.outcome == "gone":
+                gone.add(key)
+        if not last:
+            return
+        fine = [k for k, r in last.items() if r.outcome == "succeeded"]
+        failing = [k for k, r in last.items() if r.outcome in ("retry", "failed")]
+        subscribers = Subscriber.objects.using(self.using)
+        if fine:
+            subscribers.filter(pk__in=fine, failing_since__isnull=False).update(
+                failing_since=None
+            )
+        if failing:
+            # A success earlier in the batch ended the previous run.
+            again = [k for k in failing if k in succeeded]
+            if again:
+                subscribers.filter(pk__in=again, active=True).update(failing_since=now)
+            subscribers.filter(
+                pk__in=failing, active=True, failing_since__isnull=True
+            ).update(failing_since=now)
+            self._auto_disable([k for k in failing if k not in succeeded], now)
+        if gone:
+            self._disable_gone(gone, now)
+
+    def _auto_disable(self, keys: Sequence[Any], now: datetime.datetime) -> None:
+        setting = self.settings.THORN_AUTO_DISABLE_AFTER
+        if not keys or setting is None:
+            return
+        period = as_timedelta(setting, setting="THORN_AUTO_DISABLE_AFTER")
+        if period <= datetime.timedelta(0):
+            return
+        subscribers = Subscriber.objects.using(self.using)
+        stale = list(
+            subscribers.filter(
+                pk__in=keys, active=True, failing_since__lte=now - period
+            ).values_list("pk", "uuid", "url", "failing_since")
+        )
+        if not stale:
+            return
+        reason = f"failed without a success for {_describe(period)}"
+        subscribers.filter(pk__in=[pk for pk, *_rest in stale]).update(
+            active=False,
+            disabled_reason=reason,
+            disabled_at=now,
+            failing_since=None,
+            updated_at=now,
+        )
+        self._announce_disabled({pk: reason for pk, *_rest in stale})
+        for _pk, uuid, url, since in stale:
+            logger.warning(
+                "disabled subscription %s (%s): its deliveries have failed "
+                "since %s (THORN_AUTO_DISABLE_AFTER is %s)",
+                uuid,
+                redact_url(url),
+                since.isoformat() if since else "?",
+                _describe(period),
+            )
+
+    def _disable_gone(self, keys: Iterable[Any], now: datetime.datetime) -> None:
+        subscribers = Subscriber.objects.using(self.using)
+        found = list(
+            subscribers.filter(pk__in=list(keys), active=True).values_list(
+                "pk", "uuid", "url"
+            )
+        )
+        if not found:
+            return
+        reasons = {
+            pk: f"410 Gone from {redact_url(url)}"[:255] for pk, _u, url in found
+        }
+        subscribers.filter(pk__in=list(reasons)).update(
+            active=False,
+            disabled_reason=Case(
+                *[When(pk=pk, then=Value(reason)) for pk, reason in reasons.items()]
+            ),
+            disabled_at=now,
+            failing_since=None,
+            updated_at=now,
+        )
+        self._announce_disabled(reasons)
+        for _pk, uuid, url in found:
+            logger.warning(
+                "disabled subscription %s (%s): it answered 410 Gone",
+                uuid,
+                redact_url(url),
+            )
+
+    def _announce_disabled(self, reasons: dict[Any, str]) -> None:
+        """``subscriber_disabled`` for each, once the transaction commits."""
+        if not signals.subscriber_disabled.receivers:
+            return
+        found = list(Subscriber.objects.using(self.using).filter(pk__in=list(reasons)))
+
+        def announce() -> None:
+            for subscriber in found:
+                signals.send(
+                    signals.subscriber_disabled,
+                    subscriber,
+                    reason=reasons[subscriber.pk],
+                )
+
+        transaction.on_commit(announce, using=self.using)
+
+    def release(self, delivery_ids: Sequence[str], *, owner: str) -> None:
+        """Give leased deliveries back untried: due again at once."""
+        if not delivery_ids:
+            return
+        now = timezone.now()
+        Delivery.objects.using(self.using).filter(
+            pk__in=list(delivery_ids), lease_owner=owner, status=PENDING
+        ).update(
+            lease_owner=None, leased_until=None, next_attempt_at=now, updated_at=now
+        )
+
+    def backlog(self, *, now: datetime.datetime) -> int:
+        """How many deliveries are due now (and would be claimed)."""
+        count: int = self._due(now).count()
+        return count
+
+    # -- operations -----------------------------------------------------------------
+
+    def replayable(
+        self,
+        *,
+        event: str | None = None,
+        subscriber: Any = None,
+        status: str = "failed",
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> Any:
+        """The deliveries :meth:`replay` would queue again (a query set).
+
+        Deliveries of a deleted subscriber are never replayed: they have
+        nowhere to go.
+        """
+        try:
+            states = REPLAYABLE[status]
+        except KeyError:
+            raise ValueError(
+                f"status must be one of {sorted(REPLAYABLE)}, not {status!r}"
+            ) from None
+        query = (
+            Delivery.objects.using(self.using)
+            .filter(status__in=states)
+            .filter(Q(static_subscriber=True) | Q(subscriber__isnull=False))
+        )
+        if event is not None:
+            query = query.filter(event=event)
+        if subscriber is not None:
+            uuid = getattr(subscriber, "uuid", subscriber)
+            query = query.filter(subscription=str(uuid))
+        if since is not None:
+            query = query.filter(created_at__gte=since)
+        if until is not None:
+            query = query.filter(created_at__lt=until)
+        if ids is not None:
+            query = query.filter(pk__in=list(ids))
+        return query
+
+    def replay(
+        self,
+        *,
+        event: str | None = None,
+        subscriber: Any = None,
+        status: str = "failed",
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
+        ids: Sequence[str] | None = None,
+        now: datetime.datetime,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Queue finished deliveries again, due ``now``, with their ids.
+
+        ``status`` is ``"failed"`` (default), ``"succeeded"`` or ``"all"``
+        (both); ``subscriber`` a uuid or a subscriber; ``since``/``until``
+        bound the creation time. The retry ladder starts again: the count
+        of tries goes back to 0 (the attempt log keeps every try, numbered
+        on). Works in chunks; each one's size is passed to ``progress``.
+        Returns how many were queued.
+        """
+        matching = self.replayable(
+            event=event,
+            subscriber=subscriber,
+            status=status,
+            since=since,
+            until=until,
+            ids=ids,
+        )
+        states = REPLAYABLE[status]
+        total = 0
+        while True:
+            chunk = list(matching.values_list("pk", flat=True)[:CHUNK_SIZE])
+            if not chunk:
+                return total
+            done = (
+                Delivery.objects.using(self.using)
+                .filter(pk__in=chunk, status__in=states)
+                .update(
+                    status=PENDING,
+                    attempts=0,
+                    next_attempt_at=now,
+                    completed_at=None,
+                    lease_owner=None,
+                    leased_until=None,
+                    updated_at=now,
+                )
+            )
+            total += done
+            if progress is not None:
+                progress(done)
+
+    def purgeable(
+        self, *, older_than: datetime.timedelta, now: datetime.datetime
+    ) -> Any:
+        """The messages :meth:`purge` would delete (a query set)."""
+        cutoff = now - older_than
+        unfinished = Delivery.objects.using(self.using).filter(
+            Q(message=OuterRef("pk"))
+            & (Q(status__in=[PENDING, FAILED]) | Q(completed_at__gte=cutoff))
+        )
+        return (
+            Message.objects.using(self.using)
+            .filter(created_at__lt=cutoff)
+            .filter(~Exists(unfinished))
+        )
+
+    def purge(
+        self,
+        *,
+        older_than: datetime.timedelta,
+        now: datetime.datetime,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete finished messages older than ``older_than``, with their log.
+
+        A message goes when every one of its deliveries succeeded or was
+        cancelled before ``now - older_than``; one with a pending or failed
+        delivery stays. Returns how many messages were deleted.
+        """
+        old = self.purgeable(older_than=older_than, now=now).order_by("created_at")
+        tables = self._tables()
+        quote = self.connection.ops.quote_name
+        message_table = quote(Message._meta.db_table)
+        total = 0
+        while True:
+            ids = list(old.values_list("pk", flat=True)[:CHUNK_SIZE])
+            if not ids:
+                return total
+            marks = ", ".join(["%s"] * len(ids))
+            # Raw deletes: the ORM would load every delivery (body and all)
+            # to cascade.
+            with transaction.atomic(using=self.using), self.connection.cursor() as c:
+                c.execute(
+                    f"DELETE FROM {tables['attempt']} WHERE delivery_id IN "  # noqa: S608
+                    f"(SELECT id FROM {tables['delivery']} "
+                    f"WHERE message_id IN ({marks}))",
+                    ids,
+                )
+                c.execute(
+                    f"DELETE FROM {tables['delivery']} "  # noqa: S608
+                    f"WHERE message_id IN ({marks})",
+                    ids,
+                )
+                c.execute(
+                    f"DELETE FROM {message_table} WHERE id IN ({marks})",  # noqa: S608
+                    ids,
+                )
+                total += c.rowcount
+            if progress is not None:
+                progress(len(ids))
+
+    def resume_subscriber(
+        self, subscriber: Any, *, now: datetime.datetime | None = None
+    ) -> int:
+        """Make the pending deliveries of a re-enabled subscriber due now."""
+        return self.resume_subscribers([subscriber], now=now)
+
+    def resume_subscribers(
+        self, subscribers: Iterable[Any], *, now: datetime.datetime | None = None
+    ) -> int:
+        """:meth:`resume_subscriber` for many (instances or primary keys)."""
+        keys = [getattr(sub, "pk", sub) for sub in subscribers]
+        if not keys:
+            return 0
+        now = now or timezone.now()
+        count: int = (
+            Delivery.objects.using(self.using)
+            .filter(subscriber__in=keys, status=PENDING)
+            .filter(Q(next_attempt_at__gt=now) | Q(next_attempt_at__isnull=True))
+            .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
+            .update(next_attempt_at=now, updated_at=now)
+        )
+        return count
+
+
+def _payload_text(data: Any) -> str:
+    """The payload as JSON text for people; the body sent is stored apart."""
+    try:
+        return dumps(data, default=str)
+    except ValueError:  # NaN and the like: the body was encoded another way
+        return ""
+
+
+def _describe(period: datetime.timedelta) -> str:
+    """``5 days``, ``36 hours``, ``90 seconds``: a period as people write it."""
+    seconds = int(period.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"

@@ -30,6 +30,7 @@ def test_a_model_event_is_written_before_the_commit(outbox: None) -> None:
 
 def test_a_rollback_takes_the_model_event_back(outbox: None) -> None:
     Subscriber.objects.create(event="article.created", url="https://example.com/h")
+
     def create_then_fail() -> None:
         with transaction.atomic():
             Article.objects.create(title="B")

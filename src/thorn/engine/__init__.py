@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from .core import DeliveryEngine
+from .memory import MemoryStore
 from .store import AttemptResult, DeliveryTask, OutboxStore
 
-__all__ = ["AttemptResult", "DeliveryTask", "OutboxStore"]
+__all__ = [
+    "AttemptResult",
+    "DeliveryEngine",
+    "DeliveryTask",
+    "MemoryStore",
+    "OutboxStore",
+]

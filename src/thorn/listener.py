@@ -273,9 +273,15 @@ class Listener:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+            workers = []
             for conn in list(self._connections):
                 if conn.transport is not None:
                     conn.transport.abort()
+                if conn._worker is not None:
+                    conn._worker.cancel()
+                    workers.append(conn._worker)
+            if workers:
+                await asyncio.gather(*workers, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None

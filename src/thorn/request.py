@@ -6,7 +6,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import httptools
@@ -74,6 +74,37 @@ def check_headers(headers: Mapping[str, Any] | None) -> list[tuple[str, str]]:
             raise ValueError(f"the value of header {name!r} contains CR, LF or NUL")
         out.append((name, text))
     return out
+
+
+def webhook_headers(
+    *,
+    event: str,
+    delivery_id: str,
+    content_type: str,
+    subscription: str,
+    extra: Iterable[tuple[str, str]] = (),
+    user_agent: str | None = None,
+) -> list[tuple[str, str]]:
+    """The headers every try of a delivery carries, before its signatures.
+
+    Shared by :attr:`Request.default_headers` and the delivery engine: an
+    extra ``User-Agent`` replaces Thorn's; extra headers are checked (token
+    names, no CR/LF/NUL, none of the headers Thorn sets).
+    """
+    checked = check_headers(dict(extra))
+    agents = [v for k, v in checked if k.lower() == "user-agent"]
+    if agents:
+        checked = [(k, v) for k, v in checked if k.lower() != "user-agent"]
+    headers = [
+        ("Hook-Event", event),
+        ("Hook-Delivery", delivery_id),
+        ("User-Agent", agents[-1] if agents else (user_agent or USER_AGENT)),
+        ("Content-Type", content_type),
+    ]
+    if subscription:
+        headers.append(("Hook-Subscription", subscription))
+    headers.extend(checked)
+    return headers
 
 
 _local = threading.local()
@@ -230,16 +261,14 @@ class Request:
     def default_headers(self) -> list[tuple[str, str]]:
         """Headers that are the same on every attempt."""
         if self._static_headers is None:
-            headers = [
-                ("Hook-Event", self.event),
-                ("Hook-Delivery", self.id),
-                ("User-Agent", self.user_agent),
-                ("Content-Type", self.content_type),
-            ]
-            if self.subscription:
-                headers.append(("Hook-Subscription", self.subscription))
-            headers.extend(self.extra_headers)
-            self._static_headers = headers
+            self._static_headers = webhook_headers(
+                event=self.event,
+                delivery_id=self.id,
+                content_type=self.content_type,
+                subscription=self.subscription,
+                extra=self.extra_headers,
+                user_agent=self.user_agent,
+            )
         return self._static_headers
 
     @property

@@ -32,7 +32,7 @@ from typing import Any
 
 import httptools
 
-from ..request import USER_AGENT, check_headers
+from ..request import webhook_headers
 from ..transport.resolver import IPAddress
 from ..transport.url import URL
 
@@ -49,37 +49,6 @@ CONNECT = "connect"  # refused, reset, TLS, invalid HTTP
 SKIPPED = "skipped"  # circuit open: not posted
 ABORTED = "aborted"  # the engine stopped before an answer came
 EXPIRED = "expired"  # the lease ran out before the request could start
-
-
-def webhook_headers(
-    *,
-    event: str,
-    delivery_id: str,
-    content_type: str,
-    subscription: str,
-    extra: Iterable[tuple[str, str]] = (),
-    user_agent: str | None = None,
-) -> list[tuple[str, str]]:
-    """The headers every try of a delivery carries, before its signatures.
-
-    The same set as :attr:`thorn.request.Request.default_headers`: an extra
-    ``User-Agent`` replaces Thorn's; extra headers are checked (token names,
-    no CR/LF/NUL, none of the headers Thorn sets).
-    """
-    checked = check_headers(dict(extra))
-    agents = [v for k, v in checked if k.lower() == "user-agent"]
-    if agents:
-        checked = [(k, v) for k, v in checked if k.lower() != "user-agent"]
-    headers = [
-        ("Hook-Event", event),
-        ("Hook-Delivery", delivery_id),
-        ("User-Agent", agents[-1] if agents else (user_agent or USER_AGENT)),
-        ("Content-Type", content_type),
-    ]
-    if subscription:
-        headers.append(("Hook-Subscription", subscription))
-    headers.extend(checked)
-    return headers
 
 
 def request_head(url: URL, headers: Sequence[tuple[str, str]]) -> bytes:

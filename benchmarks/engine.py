@@ -49,6 +49,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from .receiver import ReceiverProcess
 from .run import BODY, SECRET
 
 CONCURRENCY = 64
@@ -103,39 +104,17 @@ def _serve_fast(conn: multiprocessing.connection.Connection) -> None:
     uvloop.run(main())
 
 
-class FastReceiver:
+class FastReceiver(ReceiverProcess):
     """``with FastReceiver() as r: r.url("/x")``: answers 200, counts requests."""
 
     def __init__(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._parent, child = ctx.Pipe()
-        self._proc: Any = ctx.Process(target=_serve_fast, args=(child,), daemon=True)
-        self.port = 0
-        self.count = 0
-
-    def __enter__(self) -> FastReceiver:
-        self._proc.start()
-        if not self._parent.poll(30):
-            raise RuntimeError("the benchmark receiver did not start")
-        self.port = self._parent.recv()
-        return self
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        super().__init__(target=_serve_fast)
 
     def cpu(self) -> float:
         """CPU seconds the receiver process has used so far."""
         self._parent.send("cpu")
         seconds: float = self._parent.recv()
         return seconds
-
-    def __exit__(self, *exc: object) -> None:
-        self._parent.send("stop")
-        if self._parent.poll(10):
-            self.count = self._parent.recv()
-        self._proc.join(10)
-        if self._proc.is_alive():
-            self._proc.kill()
 
 
 # -- what every case sends ----------------------------------------------------

@@ -31,10 +31,12 @@ def _serve(conn: multiprocessing.connection.Connection) -> None:
 class ReceiverProcess:
     """``with ReceiverProcess() as r: r.url("/x")``; ``r.count`` after exit."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: Any = None) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._parent, child = ctx.Pipe()
-        self._proc: Any = ctx.Process(target=_serve, args=(child,), daemon=True)
+        self._proc: Any = ctx.Process(
+            target=target or _serve, args=(child,), daemon=True
+        )
         self.port = 0
         self.count = 0
 

@@ -27,6 +27,7 @@ from django.utils.html import escape
 
 from thorn import Event, Thorn, signals
 from thorn.dispatch.outbox import OutboxDispatcher
+from thorn.django import store as thorn_store
 from thorn.django.models import Attempt, Delivery, Message, Subscriber
 from thorn.django.store import DjangoOutboxStore, as_timedelta
 from thorn.engine.store import AttemptResult, DeliveryTask
@@ -134,7 +135,8 @@ def test_a_commit_writes_one_message_and_a_delivery_per_subscriber() -> None:
         assert delivery.static_secret is None  # read from the row when claimed
         assert not delivery.static_subscriber
         headers = dict(delivery.headers)
-        assert headers["Hook-Delivery"] == delivery.id
+        # The engine writes the delivery id from the row's.
+        assert "Hook-Delivery" not in headers
         assert headers["Hook-Event"] == "order.paid"
         assert headers["Hook-Subscription"] == delivery.subscription
 
@@ -237,7 +239,7 @@ def test_claim_returns_due_deliveries_with_what_a_post_needs(
     assert task.subscription == str(sub.uuid)
     assert (task.hmac_secret, task.hmac_digest) == (sub.hmac_secret, "sha1")
     assert task.attempts == 0
-    assert ("Hook-Delivery", request.id) in task.headers
+    assert ("Hook-Event", "order.paid") in task.headers
     assert task.timeout == request.timeout
     assert task.policy == request.policy.to_dict()
     assert task.subscriber_key == sub.pk
@@ -463,6 +465,58 @@ def test_recording_a_batch_costs_the_same_queries_for_any_size(
     assert Attempt.objects.count() == n
 
 
+def test_a_delivery_reported_twice_in_one_batch_gets_two_attempts(
+    store: DjangoOutboxStore,
+) -> None:
+    subscribe(2)
+    send()
+    now = later()
+    first, other = store.claim(owner="a", limit=10, lease=60, now=now)
+    next_at = now + 60 * SECOND
+    store.record(
+        [
+            result(first, "retry", status=500, next_at=next_at, at=now),
+            result(other, "succeeded", status=200, at=now),
+            result(first, "succeeded", status=200, at=now + SECOND),
+        ],
+        owner="a",
+        now=now,
+    )
+    numbers = Attempt.objects.filter(delivery_id=first.id).order_by("number")
+    assert [(a.number, a.status_code) for a in numbers] == [(1, 500), (2, 200)]
+    delivery = Delivery.objects.get(pk=first.id)
+    # The retry dropped the lease; the success counts whoever reports it.
+    assert (delivery.status, delivery.attempts) == ("succeeded", 2)
+    assert Delivery.objects.get(pk=other.id).status == "succeeded"
+
+
+def test_a_batch_larger_than_a_statement_is_recorded_whole(
+    monkeypatch: Any, store: DjangoOutboxStore
+) -> None:
+    monkeypatch.setattr(thorn_store, "RECORD_CHUNK_SIZE", 3)
+    subscribe(7)
+    send()
+    now = later()
+    tasks = store.claim(owner="a", limit=10, lease=60, now=now)
+    times = [now + (i + 1) * SECOND for i in range(len(tasks))]
+    store.record(
+        [
+            result(t, "retry", status=None, next_at=at, error=f"e{i}")
+            for i, (t, at) in enumerate(zip(tasks, times, strict=True))
+        ],
+        owner="a",
+        now=now,
+    )
+    states = {d.pk: d for d in Delivery.objects.all()}
+    for i, (task, at) in enumerate(zip(tasks, times, strict=True)):
+        delivery = states[task.id]
+        assert (delivery.status, delivery.attempts) == ("pending", 1)
+        assert delivery.next_attempt_at == at
+        assert (delivery.last_status_code, delivery.last_error) == (None, f"e{i}")
+        assert delivery.lease_owner is None
+    assert Attempt.objects.filter(number=1, status_code=None).count() == 7
+
+
 def test_a_late_report_after_the_lease_moved_on_is_logged_but_not_applied(
     store: DjangoOutboxStore,
 ) -> None:
@@ -584,8 +638,11 @@ def test_a_claimed_task_posts_to_a_real_receiver_and_verifies(
     (request,) = send(data={"order": 42})
     now = later()
     (task,) = store.claim(owner="a", limit=10, lease=60, now=now)
+    # As the engine does: the delivery id comes from the task, not the row's
+    # headers.
     headers = [
         *task.headers,
+        ("Hook-Delivery", task.id),
         *Signer()
         .headers(
             body=task.body,

@@ -117,26 +117,82 @@ FROM claimed c LEFT JOIN {subscriber} s ON s.id = c.subscriber_id
 """
 
 # SQLite serialises writers: one UPDATE that picks and leases the rows cannot
-# interleave with another engine's. RETURNING cannot join, so the subscriber
-# columns are scalar subqueries.
+# interleave with another engine's. The status is written out (not a parameter)
+# so that SQLite uses the partial index of pending rows. The due rows are found
+# with one join (not a subquery per row); RETURNING cannot read a joined
+# table, so the claim reads the few distinct subscribers of the batch apart,
+# in the same transaction (which holds the write lock by then).
 _CLAIM_SQLITE = """
 UPDATE {delivery}
 SET lease_owner = %s, leased_until = %s, next_attempt_at = %s, updated_at = %s
 WHERE id IN (
     SELECT d.id FROM {delivery} d
-    WHERE {due}
+    LEFT JOIN {subscriber} s ON s.id = d.subscriber_id
+    WHERE d.status = 'pending' AND d.next_attempt_at <= %s
+    AND (d.static_subscriber OR s.active)
     ORDER BY d.next_attempt_at
     LIMIT %s
 )
-RETURNING {returning},
-    (SELECT s.hmac_secret FROM {subscriber} s WHERE s.id = {delivery}.subscriber_id),
-    (SELECT s.hmac_digest FROM {subscriber} s WHERE s.id = {delivery}.subscriber_id),
-    (SELECT s.url FROM {subscriber} s WHERE s.id = {delivery}.subscriber_id)
+RETURNING {returning}
 """
 
 # Attempts are numbered on from the delivery's last one (a replay resets the
-# delivery's count of tries, not the log), in the same statement. Nothing is
-# logged for a delivery deleted meanwhile.
+# delivery's count of tries, not the log), in the same statement, for many
+# deliveries at once (each one at most once per statement). Nothing is logged
+# for a delivery deleted meanwhile. {rows} is "(%s, ...), ..." per attempt.
+_INSERT_ATTEMPTS = """
+WITH v (delivery_id, started_at, duration_ms, status_code, error,
+        response_excerpt) AS (VALUES {rows})
+INSERT INTO {attempt}
+    (delivery_id, number, started_at, duration_ms, status_code, error,
+     response_excerpt)
+SELECT d.id,
+    (SELECT COALESCE(MAX(a.number), 0) + 1 FROM {attempt} a
+     WHERE a.delivery_id = d.id),
+    {started_at}, {duration_ms}, {status_code}, v.error, {excerpt}
+FROM v JOIN {delivery} d ON d.id = v.delivery_id
+"""
+
+# Only the lease holder moves a delivery on, and only while it is pending;
+# a success counts whoever reports it (the receiver has the message). Many
+# deliveries per statement, each at most once.
+_UPDATE_DELIVERIES = """
+WITH v (id, status, next_attempt_at, status_code, error, completed_at,
+        succeeded) AS (VALUES {rows})
+UPDATE {delivery}
+SET status = v.status, attempts = {delivery}.attempts + 1,
+    next_attempt_at = {next_attempt_at}, last_status_code = {status_code},
+    last_error = v.error, completed_at = {completed_at},
+    lease_owner = NULL, leased_until = NULL, updated_at = %s
+FROM v
+WHERE {delivery}.id = v.id AND {delivery}.status = %s
+AND ({delivery}.lease_owner = %s OR {succeeded} = 1)
+"""
+
+# How each backend reads the columns of the VALUES above: PostgreSQL types
+# a column of NULLs as text, so it is cast to the column's type.
+_CASTS = {
+    "postgresql": {
+        "started_at": "CAST(v.started_at AS timestamp with time zone)",
+        "status_code": "CAST(v.status_code AS integer)",
+        "excerpt": "CAST(v.response_excerpt AS bytea)",
+        "duration_ms": "CAST(v.duration_ms AS double precision)",
+        "succeeded": "CAST(v.succeeded AS integer)",
+        "next_attempt_at": "CAST(v.next_attempt_at AS timestamp with time zone)",
+        "completed_at": "CAST(v.completed_at AS timestamp with time zone)",
+    },
+    "sqlite": {
+        "started_at": "v.started_at",
+        "status_code": "v.status_code",
+        "excerpt": "v.response_excerpt",
+        "duration_ms": "v.duration_ms",
+        "succeeded": "v.succeeded",
+        "next_attempt_at": "v.next_attempt_at",
+        "completed_at": "v.completed_at",
+    },
+}
+
+# The fallback for other databases: one statement per result (executemany).
 _INSERT_ATTEMPT = """
 INSERT INTO {attempt}
     (delivery_id, number, started_at, duration_ms, status_code, error,
@@ -148,8 +204,6 @@ SELECT d.id,
 FROM {delivery} d WHERE d.id = %s
 """
 
-# Only the lease holder moves a delivery on, and only while it is pending;
-# a success counts whoever reports it (the receiver has the message).
 _UPDATE_DELIVERY = """
 UPDATE {delivery}
 SET status = %s, attempts = attempts + 1, next_attempt_at = %s,
@@ -157,6 +211,9 @@ SET status = %s, attempts = attempts + 1, next_attempt_at = %s,
     lease_owner = NULL, leased_until = NULL, updated_at = %s
 WHERE id = %s AND status = %s AND (lease_owner = %s OR %s)
 """
+
+#: Results per multi-row statement of ``record`` (7 parameters each).
+RECORD_CHUNK_SIZE = 500
 
 
 def _loads(value: Any, default: Any) -> Any:
@@ -166,6 +223,76 @@ def _loads(value: Any, default: Any) -> Any:
     if isinstance(value, (str, bytes, bytearray)):
         return json.loads(value)
     return value
+
+
+# Decoded JSON columns of claimed rows, by their text: a batch repeats the same
+# few policies and secrets, so each is parsed once. Bounded; never mutated.
+_DECODED: dict[tuple[str, Any], Any] = {}
+_DECODED_MAX = 4096
+
+
+def _cached(kind: str, value: Any, decode: Callable[[Any], Any]) -> Any:
+    if not isinstance(value, (str, bytes)):
+        return decode(value)
+    key = (kind, value)
+    found = _DECODED.get(key)
+    if found is None:
+        found = decode(value)
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[key] = found
+    return found
+
+
+def _decode_policy(value: Any) -> dict[str, Any]:
+    return dict(_loads(value, {}))
+
+
+def _decode_extra(value: Any) -> tuple[str, ...]:
+    return tuple(_loads(value, []))
+
+
+def _decode_headers(value: Any) -> tuple[tuple[str, str], ...]:
+    pairs = _loads(value, [])
+    if all(type(k) is str and type(v) is str for k, v in pairs):
+        return tuple([(k, v) for k, v in pairs])
+    return tuple([(str(k), str(v)) for k, v in pairs])
+
+
+def _policy(value: Any) -> dict[str, Any]:
+    """The retry policy of a row (shared between rows: do not change it)."""
+    policy: dict[str, Any] = _cached("policy", value, _decode_policy)
+    return policy
+
+
+def _extra_secrets(value: Any) -> tuple[str, ...]:
+    extra: tuple[str, ...] = _cached("extra", value, _decode_extra)
+    return extra
+
+
+def _headers(value: Any) -> tuple[tuple[str, str], ...]:
+    headers: tuple[tuple[str, str], ...] = _cached("headers", value, _decode_headers)
+    return headers
+
+
+def _rounds(
+    indexes: Iterable[int], updates: Sequence[tuple[Any, ...]]
+) -> Iterator[list[int]]:
+    """Results split so that no delivery is twice in one (nearly always one)."""
+    pending = list(indexes)
+    while pending:
+        seen: set[Any] = set()
+        batch: list[int] = []
+        later: list[int] = []
+        for index in pending:
+            key = updates[index][0]
+            if key in seen:
+                later.append(index)
+            else:
+                seen.add(key)
+                batch.append(index)
+        yield batch
+        pending = later
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -299,7 +426,14 @@ class DjangoOutboxStore:
             static_extra_secrets=(
                 [] if stored else list(getattr(sub, "extra_secrets", ()) or ())
             ),
-            headers=[list(pair) for pair in request.default_headers],
+            # Not the delivery id (the engine writes it from the row's id):
+            # deliveries of one send to one subscriber then share their
+            # headers' text, which a claim decodes once.
+            headers=[
+                list(pair)
+                for pair in request.default_headers
+                if pair[0] != "Hook-Delivery"
+            ],
             timeout=request.timeout,
             policy=request.policy.to_dict(),
             status=PENDING,
@@ -360,14 +494,26 @@ class DjangoOutboxStore:
         now: datetime.datetime,
     ) -> list[tuple[Any, ...]]:
         tables = self._tables()
-        sql = _CLAIM_SQLITE.format(
-            due=_DUE.format(**tables), returning=_TASK_COLUMNS, **tables
-        )
+        sql = _CLAIM_SQLITE.format(returning=_TASK_COLUMNS, **tables)
         at = self._time(until)
-        params = [owner, at, at, self._time(now), PENDING, self._time(now), limit]
+        when = self._time(now)
+        params = [owner, at, at, when, when, limit]
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return list(cursor.fetchall())
+            rows = cursor.fetchall()
+            keys = {row[-1] for row in rows} - {None}
+            current: dict[Any, tuple[Any, ...]] = {}
+            for chunk in _chunks(sorted(keys), CHUNK_SIZE):
+                marks = ", ".join(["%s"] * len(chunk))
+                cursor.execute(
+                    "SELECT id, hmac_secret, hmac_digest, url "  # noqa: S608
+                    f"FROM {tables['subscriber']} WHERE id IN ({marks})",
+                    list(chunk),
+                )
+                for pk, *columns in cursor.fetchall():
+                    current[pk] = tuple(columns)
+        missing = (None, None, None)
+        return [(*row, *current.get(row[-1], missing)) for row in rows]
 
     def _claim_portable(
         self,
@@ -431,27 +577,28 @@ class DjangoOutboxStore:
             current_digest,
             current_url,
         ) = row
+        extra: tuple[str, ...] = ()
         if subscriber_id is not None:
-            secret, extra = current_secret, ()
+            secret = current_secret
             digest = current_digest or digest
             url = current_url or url
         else:
-            secret, extra = static_secret, tuple(_loads(static_extra, []))
+            secret, extra = static_secret, _extra_secrets(static_extra)
         return DeliveryTask(
-            id=str(pk),
-            message_id=str(message_id),
+            id=pk if type(pk) is str else str(pk),
+            message_id=message_id if type(message_id) is str else str(message_id),
             event=event,
             url=url,
-            body=bytes(body),
+            body=body if type(body) is bytes else bytes(body),
             content_type=content_type,
             subscription=subscription or "",
             hmac_secret=secret or None,
             hmac_digest=digest or "sha256",
             attempts=int(attempts),
             extra_secrets=extra,
-            headers=tuple((str(k), str(v)) for k, v in _loads(headers, [])),
+            headers=_headers(headers),
             timeout=float(timeout),
-            policy=dict(_loads(policy, {})),
+            policy=_policy(policy),
             subscriber_key=subscriber_id,
         )
 
@@ -460,51 +607,125 @@ class DjangoOutboxStore:
     ) -> None:
         """Store attempts and new states in one transaction; drop the leases.
 
-        Two statements for the batch (each run for every result:
+        Two multi-row statements per ``RECORD_CHUNK_SIZE`` results (on
+        PostgreSQL and SQLite; elsewhere each is run for every result:
         executemany), then, only where the batch has such subscribers: one
         to end runs of failures, one or two to start them, one to find those
         failing for ``THORN_AUTO_DISABLE_AFTER`` and one to disable them, two
-        to disable those that answered 410 Gone. Constant in the batch size.
+        to disable those that answered 410 Gone.
         """
         if not results:
             return
         settings = self.settings
         excerpt_size = int(settings.THORN_ATTEMPT_EXCERPT_SIZE)
         tables = self._tables()
+        casts = _CASTS.get(self.connection.vendor)
+        time = self._time_adapter()
+        when = time(now)
         attempts = []
         updates = []
-        when = self._time(now)
         for result in results:
             error = (result.error or "")[:MAX_ERROR_LENGTH]
+            code = result.status_code
+            excerpt = result.response_excerpt
+            if len(excerpt) > excerpt_size or type(excerpt) is not bytes:
+                excerpt = bytes(excerpt[:excerpt_size])
             attempts.append(
-                [
-                    self._time(result.started_at),
+                (
+                    result.delivery_id,
+                    time(result.started_at),
                     result.duration * 1000.0,
-                    result.status_code,
+                    code,
                     error,
-                    bytes(result.response_excerpt[:excerpt_size]),
-                    result.delivery_id,
-                ]
+                    excerpt,
+                )
             )
-            status, next_at, completed = self._next_state(result, now)
-            updates.append(
-                [
-                    status,
-                    self._time(next_at),
-                    result.status_code,
-                    error,
-                    self._time(completed),
-                    when,
-                    result.delivery_id,
-                    PENDING,
-                    owner,
-                    result.outcome == "succeeded",
-                ]
-            )
+            outcome = result.outcome
+            state: tuple[Any, ...]
+            if outcome == "succeeded":
+                state = (SUCCEEDED, None, code, error, when, 1)
+            elif outcome == "retry":
+                next_at = result.next_attempt_at
+                later = when if next_at is None else time(next_at)
+                state = (PENDING, later, code, error, None, 0)
+            else:  # failed, gone
+                state = (FAILED, None, code, error, when, 0)
+            updates.append((result.delivery_id, *state))
         with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
-            cursor.executemany(_INSERT_ATTEMPT.format(**tables), attempts)
-            cursor.executemany(_UPDATE_DELIVERY.format(**tables), updates)
+            if casts is None:
+                self._record_each(cursor, tables, attempts, updates, owner, when)
+            else:
+                for batch in _rounds(range(len(updates)), updates):
+                    for chunk in _chunks(batch, RECORD_CHUNK_SIZE):
+                        self._record_many(
+                            cursor,
+                            tables,
+                            casts,
+                            [attempts[i] for i in chunk],
+                            [updates[i] for i in chunk],
+                            owner,
+                            when,
+                        )
             self._update_subscribers(results, now)
+
+    @staticmethod
+    def _record_many(
+        cursor: Any,
+        tables: dict[str, str],
+        casts: dict[str, str],
+        attempts: list[tuple[Any, ...]],
+        updates: list[tuple[Any, ...]],
+        owner: str,
+        when: Any,
+    ) -> None:
+        """Attempts and states of deliveries each there once, in two statements."""
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(attempts))
+        cursor.execute(
+            _INSERT_ATTEMPTS.format(rows=rows, **tables, **casts),
+            [value for row in attempts for value in row],
+        )
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(updates))
+        cursor.execute(
+            _UPDATE_DELIVERIES.format(rows=rows, **tables, **casts),
+            [*(value for row in updates for value in row), when, PENDING, owner],
+        )
+
+    @staticmethod
+    def _record_each(
+        cursor: Any,
+        tables: dict[str, str],
+        attempts: list[tuple[Any, ...]],
+        updates: list[tuple[Any, ...]],
+        owner: str,
+        when: Any,
+    ) -> None:
+        """Attempts and states, one statement per result (other databases)."""
+        cursor.executemany(
+            _INSERT_ATTEMPT.format(**tables),
+            [(*row[1:], row[0]) for row in attempts],
+        )
+        cursor.executemany(
+            _UPDATE_DELIVERY.format(**tables),
+            [
+                (status, next_at, code, error, done, when, pk, PENDING, owner, bool(ok))
+                for pk, status, next_at, code, error, done, ok in updates
+            ],
+        )
+
+    def _time_adapter(self) -> Callable[[datetime.datetime | None], Any]:
+        """:meth:`_time` for a batch: quick on SQLite, for UTC datetimes."""
+        if self.connection.vendor != "sqlite":
+            return self._time
+        slow = self._time
+        utc = datetime.UTC
+
+        def adapt(value: datetime.datetime | None) -> Any:
+            # What Django's SQLite backend writes: naive UTC, str().
+            if value is not None and value.tzinfo is utc:
+                return str(value.replace(tzinfo=None))
+            return slow(value)
+
+        return adapt
 
     @staticmethod
     def _next_state(

@@ -61,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "THORN_AUTO_DISABLE_AFTER": datetime.timedelta(days=5),
     "THORN_ATTEMPT_EXCERPT_SIZE": 1024,
     "THORN_RETENTION": datetime.timedelta(days=30),
+    "THORN_SECRET_ROTATION_OVERLAP": datetime.timedelta(hours=24),
 }
 
 

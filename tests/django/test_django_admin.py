@@ -202,6 +202,9 @@ def test_the_rotate_action_gives_each_subscriber_its_own_new_secret(
     assert all(new[pk] != old[pk] for pk in old)
     assert len(set(new.values())) == 3
     assert all(len(secret) == 64 for secret in new.values())
+    # The old secrets keep signing for the overlap.
+    assert {s.pk: s.previous_secret for s in Subscriber.objects.all()} == old
+    assert all(s.extra_secrets for s in Subscriber.objects.all())
     _no_secret_in(text, list(Subscriber.objects.all()))
 
 

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .. import signals
-from .models import Attempt, Delivery, Message, Subscriber, generate_secret
+from .models import Attempt, Delivery, Message, Subscriber
 
 __all__ = ["AttemptAdmin", "DeliveryAdmin", "MessageAdmin", "SubscriberAdmin"]
 
@@ -165,19 +165,20 @@ class SubscriberAdmin(_ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[Subscriber]
     ) -> None:
         count = 0
-        # One secret per subscriber: a bulk update would share one.
-        for pk in queryset.values_list("pk", flat=True):
-            Subscriber.objects.filter(pk=pk).update(
-                hmac_secret=generate_secret(), updated_at=timezone.now()
-            )
+        # One secret per subscriber: a bulk update would share one. The old
+        # one keeps signing for THORN_SECRET_ROTATION_OVERLAP.
+        for subscriber in queryset.select_related(None).only("pk", "hmac_secret"):
+            subscriber.rotate_secret()
             count += 1
         self.message_user(
             request,
             ngettext(
                 "Gave %(count)d subscriber a new secret; its owner must "
-                "verify signatures with the new one.",
+                "verify signatures with the new one before the old one stops "
+                "signing.",
                 "Gave %(count)d subscribers new secrets; their owners must "
-                "verify signatures with the new ones.",
+                "verify signatures with the new ones before the old ones stop "
+                "signing.",
                 count,
             )
             % {"count": count},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -225,6 +226,20 @@ class Subscriber(models.Model):
             '"data.name": {"match": "startswith", "value": "J"}}.'
         ),
     )
+    previous_secret = models.CharField(
+        _("previous HMAC secret"),
+        max_length=255,
+        blank=True,
+        default="",
+        editable=False,
+        help_text=_(
+            "After a rotation the old secret also signs (Standard Webhooks) "
+            "until previous_secret_until."
+        ),
+    )
+    previous_secret_until = models.DateTimeField(
+        _("previous secret signs until"), null=True, blank=True, editable=False
+    )
     failing_since = models.DateTimeField(
         _("failing since"),
         null=True,
@@ -405,11 +420,63 @@ class Subscriber(models.Model):
                 DjangoOutboxStore(using=self._state.db).resume_subscriber(self)
             signals.send(signals.subscriber_enabled, self)
 
-    def rotate_secret(self, *, save: bool = True) -> None:
-        """Give this subscriber a new random secret (tell its owner)."""
+    def rotate_secret(
+        self,
+        *,
+        overlap: datetime.timedelta | float | str | None = None,
+        save: bool = True,
+    ) -> None:
+        """Give this subscriber a new random secret (tell its owner).
+
+        The old secret keeps signing for ``overlap`` (default
+        ``THORN_SECRET_ROTATION_OVERLAP``): each Standard Webhooks
+        ``webhook-signature`` header then carries one signature per secret,
+        so a receiver can switch to the new secret at any time in that
+        window. ``Hook-HMAC`` is signed with the new secret only. An overlap
+        of zero (or ``None`` as the setting) drops the old secret at once.
+        """
+        from ..app import current_app
+        from .store import as_timedelta
+
+        if overlap is None:
+            overlap = current_app().settings.THORN_SECRET_ROTATION_OVERLAP
+        period = (
+            datetime.timedelta(0)
+            if overlap is None
+            else as_timedelta(overlap, setting="THORN_SECRET_ROTATION_OVERLAP")
+        )
+        if period > datetime.timedelta(0) and self.hmac_secret:
+            self.previous_secret = self.hmac_secret
+            self.previous_secret_until = timezone.now() + period
+        else:
+            self.previous_secret = ""
+            self.previous_secret_until = None
         self.hmac_secret = generate_secret()
         if save:
-            self.save(update_fields=["hmac_secret", "updated_at"])
+            self.save(
+                update_fields=[
+                    "hmac_secret",
+                    "previous_secret",
+                    "previous_secret_until",
+                    "updated_at",
+                ]
+            )
+
+    @property
+    def extra_secrets(self) -> tuple[str, ...]:
+        """Secrets that also sign Standard Webhooks now (a rotation's overlap)."""
+        return previous_secrets(
+            self.previous_secret, self.previous_secret_until, timezone.now()
+        )
+
+
+def previous_secrets(
+    secret: str | None, until: datetime.datetime | None, now: datetime.datetime
+) -> tuple[str, ...]:
+    """``(secret,)`` while a rotation's overlap lasts, else ``()``."""
+    if secret and until is not None and until > now:
+        return (secret,)
+    return ()
 
 
 _STATE_FIELDS = ["active", "disabled_reason", "disabled_at", "failing_since"]

@@ -24,6 +24,7 @@ from .models import (
     DeliveryStatus,
     Message,
     Subscriber,
+    previous_secrets,
     redact_url,
 )
 
@@ -112,7 +113,8 @@ WITH due AS MATERIALIZED (
     FROM due WHERE t.id = due.id
     RETURNING {returning}
 )
-SELECT c.*, s.hmac_secret, s.hmac_digest, s.url
+SELECT c.*, s.hmac_secret, s.hmac_digest, s.url, s.previous_secret,
+    s.previous_secret_until
 FROM claimed c LEFT JOIN {subscriber} s ON s.id = c.subscriber_id
 """
 
@@ -465,7 +467,7 @@ class DjangoOutboxStore:
             else:
                 rows = self._claim_portable(owner, limit, until, now)
         rows.sort(key=lambda row: str(row[0]))
-        return [self._task_of(row) for row in rows]
+        return [self._task_of(row, now) for row in rows]
 
     def _claim_postgresql(
         self,
@@ -506,13 +508,14 @@ class DjangoOutboxStore:
             for chunk in _chunks(sorted(keys), CHUNK_SIZE):
                 marks = ", ".join(["%s"] * len(chunk))
                 cursor.execute(
-                    "SELECT id, hmac_secret, hmac_digest, url "  # noqa: S608
+                    "SELECT id, hmac_secret, hmac_digest, url, "  # noqa: S608
+                    "previous_secret, previous_secret_until "
                     f"FROM {tables['subscriber']} WHERE id IN ({marks})",
                     list(chunk),
                 )
                 for pk, *columns in cursor.fetchall():
                     current[pk] = tuple(columns)
-        missing = (None, None, None)
+        missing = (None, None, None, None, None)
         return [(*row, *current.get(row[-1], missing)) for row in rows]
 
     def _claim_portable(
@@ -539,7 +542,10 @@ class DjangoOutboxStore:
         columns = [c.strip() for c in _TASK_COLUMNS.split(",")]
         names = [*columns, "subscriber__hmac_secret", "subscriber__hmac_digest"]
         rows = deliveries.filter(pk__in=ids, lease_owner=owner).values_list(
-            *names, "subscriber__url"
+            *names,
+            "subscriber__url",
+            "subscriber__previous_secret",
+            "subscriber__previous_secret_until",
         )
         return [tuple(row) for row in rows]
 
@@ -556,7 +562,15 @@ class DjangoOutboxStore:
         )
 
     @staticmethod
-    def _task_of(row: Sequence[Any]) -> DeliveryTask:
+    def _previous(secret: str, until: Any, now: datetime.datetime) -> tuple[str, ...]:
+        """The rotated-out secret while its overlap lasts (raw SQL's datetime)."""
+        if isinstance(until, str):  # SQLite's raw text
+            until = datetime.datetime.fromisoformat(until)
+        if isinstance(until, datetime.datetime) and until.tzinfo is None:
+            until = until.replace(tzinfo=datetime.UTC)
+        return previous_secrets(secret, until, now)
+
+    def _task_of(self, row: Sequence[Any], now: datetime.datetime) -> DeliveryTask:
         (
             pk,
             message_id,
@@ -576,12 +590,16 @@ class DjangoOutboxStore:
             current_secret,
             current_digest,
             current_url,
+            previous_secret,
+            previous_until,
         ) = row
         extra: tuple[str, ...] = ()
         if subscriber_id is not None:
             secret = current_secret
             digest = current_digest or digest
             url = current_url or url
+            if previous_secret:
+                extra = self._previous(previous_secret, previous_until, now)
         else:
             secret, extra = static_secret, _extra_secrets(static_extra)
         return DeliveryTask(

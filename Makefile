@@ -29,11 +29,13 @@ contracts: $(STAMP)
 
 # The core suite runs without Django configured (it must not need it); the
 # Django suite runs once on SQLite and once on a PostgreSQL server that the
-# tests start themselves.
+# tests start themselves; the end-to-end suite drives the example project in
+# headless Chromium.
 pytest: $(STAMP)
-	$(BIN)/pytest -q --ignore=tests/django $(PYTEST_ARGS)
+	$(BIN)/pytest -q --ignore=tests/django --ignore=tests/e2e $(PYTEST_ARGS)
 	$(BIN)/pytest -q tests/django --ds=testproject.settings $(PYTEST_ARGS)
 	THORN_TEST_DB=postgresql $(BIN)/pytest -q tests/django --ds=testproject.settings $(PYTEST_ARGS)
+	$(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
 
 test: lint types contracts pytest
 

@@ -118,6 +118,9 @@ def main() -> int:
         return 1
     print(f"All {EXPECTED} webhooks arrived with verified signatures.\n")
     print("Look around:  .venv/bin/python example/manage.py runserver")
+    print("  portal:    http://127.0.0.1:8000/webhooks/   (user demo, password demo)")
+    print("             (to list deliveries there: BLOG_DISPATCHER=outbox, and")
+    print("             .venv/bin/python example/manage.py thorn_worker beside it)")
     print("  admin:     http://127.0.0.1:8000/admin/   (user demo, password demo)")
     print("  REST API:  http://127.0.0.1:8000/hooks/   (the demo user's subscriptions)")
     print("  schema:    http://127.0.0.1:8000/api/schema/")

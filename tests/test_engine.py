@@ -463,6 +463,42 @@ def test_stopping_waits_for_requests_in_flight_then_releases_the_rest() -> None:
     assert {t.id for t in claimed_again} == {t.id for t in hanging}
 
 
+def test_a_store_call_asked_for_is_made_even_if_its_caller_is_cancelled() -> None:
+    # drain() cancels the recorder; a record call it had queued behind
+    # another store call must run all the same, or tries that were posted
+    # stay pending and are posted again.
+    store = MemoryStore()
+    (one,) = add(store, task("http://127.0.0.1:9/x"), at=None)
+    busy = threading.Event()
+    go_on = threading.Event()
+
+    def slow_backlog(**kwargs: Any) -> int:
+        busy.set()
+        go_on.wait(10)
+        return 0
+
+    engine = DeliveryEngine(store, validators=[ensure_protocol("http")])
+    now = datetime.datetime.now(datetime.UTC)
+    (claimed,) = store.claim(owner=engine.owner, limit=1, lease=60, now=now)
+    result = AttemptResult(claimed.id, "succeeded", now, 0.01, 200)
+
+    async def main() -> None:
+        blocking = asyncio.ensure_future(engine._db(slow_backlog, now=now))
+        while not busy.is_set():
+            await asyncio.sleep(0.01)
+        recording = asyncio.ensure_future(
+            engine._db(store.record, [result], owner=engine.owner, now=now)
+        )
+        await asyncio.sleep(0.05)
+        recording.cancel()
+        go_on.set()
+        await blocking
+        await engine.aclose()  # waits for the calls asked for before
+
+    run(main())
+    assert store.state(one.id) == "succeeded"
+
+
 def test_hooks_see_every_try() -> None:
     seen: list[tuple[str, str]] = []
 

@@ -1,4 +1,4 @@
-"""Settings of the example blog: SQLite, the admin, Thorn and its REST API."""
+"""Settings of the example blog: SQLite, the admin, Thorn, its REST API and portal."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ TIME_ZONE = "UTC"
 ROOT_URLCONF = "blog.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "/static/"
-LOGIN_URL = "/admin/login/"
+# The webhooks portal (/webhooks/) is for every user, not only staff: it
+# needs a login page of its own (accounts/login/, from django.contrib.auth).
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/webhooks/"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -45,7 +48,7 @@ MIDDLEWARE = [
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "blog" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -87,6 +90,9 @@ THORN_EVENT_CHOICES = [
     "article.tags_cleared",
 ]
 THORN_RETRY_DELAY = 1.0
+# "outbox" stores every delivery (the portal lists them); run the engine with
+# `manage.py thorn_worker` or `manage.py serve` then.
+THORN_DISPATCHER = os.environ.get("BLOG_DISPATCHER", "default")
 if DEBUG:
     # The demo's receiver runs on 127.0.0.1 and a high port, which the
     # default validators refuse (as they should in production). Only while

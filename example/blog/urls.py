@@ -10,4 +10,6 @@ urlpatterns = [
     path("articles/", include("articles.urls", namespace="article")),
     path("hooks/", include("thorn.django.rest_framework.urls", namespace="webhook")),
     path("api/", include("thorn.django.rest_framework.schema_urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("webhooks/", include("thorn.django.portal.urls")),
 ]

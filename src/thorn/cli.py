@@ -1,7 +1,11 @@
-"""The ``thorn`` command: ``thorn listen``, ``thorn send`` and ``thorn verify``.
+"""The ``thorn`` command: ``listen``, ``send``, ``verify``, ``replay``, ``purge``.
 
-Exit codes: 0 success, 1 a delivery failed (or a webhook did not verify,
-with ``listen --exit-after``), 2 wrong usage or configuration.
+Exit codes: 0 success, 1 the work failed (a delivery failed, a webhook did
+not verify, fewer webhooks arrived than ``listen --exit-after`` asked, the
+database failed), 2 wrong usage or configuration, 130 interrupted (Ctrl-C).
+
+``replay`` and ``purge`` run the ``thorn_replay`` and ``thorn_purge``
+management commands of a Django project; Django is imported only then.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import contextlib
 import datetime
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -20,7 +25,7 @@ from .__about__ import __version__
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _print_hook(
@@ -211,6 +216,94 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _django_options(args: argparse.Namespace) -> list[str]:
+    """The management command's own options, as its command line takes them."""
+    argv: list[str] = []
+    for name in ("event", "subscriber", "status", "since", "until", "older_than"):
+        value = getattr(args, name, None)
+        if value is not None:
+            argv += [f"--{name.replace('_', '-')}", value]
+    if args.dry_run:
+        argv.append("--dry-run")
+    if args.database:
+        argv += ["--database", args.database]
+    return argv
+
+
+def cmd_django(args: argparse.Namespace) -> int:
+    """``thorn replay`` and ``thorn purge``: the management command, in the project."""
+    prog = f"thorn {args.command}"
+    settings = args.settings or os.environ.get("DJANGO_SETTINGS_MODULE")
+    if not settings:
+        print(
+            f"{prog}: this works in a Django project: set DJANGO_SETTINGS_MODULE "
+            "or pass --settings (e.g. --settings mysite.settings)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings
+    # As manage.py would: the project is importable from where one stands.
+    for path in (os.getcwd(), args.pythonpath):
+        if path and path not in sys.path:
+            sys.path.insert(0, path)
+    # The only Django imports of thorn.cli, here inside the function: the core
+    # module must not import Django (thorn[django] may not be installed).
+    try:
+        import django
+        from django.core.exceptions import ImproperlyConfigured
+    except ImportError:
+        print(f"{prog} needs Django: pip install 'thorn[django]'", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        django.setup()
+    except (ImportError, ImproperlyConfigured) as exc:
+        print(f"{prog}: cannot load the settings {settings!r}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from django.apps import apps
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    from django.db import DatabaseError
+
+    if not apps.is_installed("thorn.django"):
+        print(
+            f"{prog}: add 'thorn.django' to INSTALLED_APPS of {settings}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        call_command(
+            f"thorn_{args.command}",
+            *_django_options(args),
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+        )
+    except CommandError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseError as exc:
+        print(f"{prog}: the database failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _add_django_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--settings",
+        metavar="MODULE",
+        help="the project's settings module (default: $DJANGO_SETTINGS_MODULE)",
+    )
+    parser.add_argument(
+        "--pythonpath",
+        metavar="DIR",
+        help="a directory to import the project from (the current one is too)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="only say how many; change nothing"
+    )
+    parser.add_argument("--database", help="database alias (default: default)")
+    parser.set_defaults(func=cmd_django)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="thorn", description="Thorn webhooks: send and receive them."
@@ -295,6 +388,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail unless a Standard Webhooks signature verifies",
     )
     verify.set_defaults(func=cmd_verify)
+
+    replay = sub.add_parser(
+        "replay",
+        help="queue finished deliveries again, with their ids (Django project)",
+        description="Queue finished deliveries of the outbox again (failed ones "
+        "by default); they keep their ids. Runs manage.py thorn_replay.",
+    )
+    replay.add_argument("--event", help="only deliveries of this event")
+    replay.add_argument(
+        "--subscriber", metavar="UUID", help="only deliveries to this subscription"
+    )
+    replay.add_argument(
+        "--status", help="failed (default), succeeded or all", default=None
+    )
+    replay.add_argument("--since", help="created at or after (ISO 8601)")
+    replay.add_argument("--until", help="created before (ISO 8601)")
+    _add_django_options(replay)
+
+    purge = sub.add_parser(
+        "purge",
+        help="delete finished messages past the retention period (Django project)",
+        description="Delete messages whose deliveries all finished longer ago "
+        "than the retention period, with their log. Runs manage.py thorn_purge.",
+    )
+    purge.add_argument(
+        "--older-than",
+        metavar="AGE",
+        help="e.g. 30d, 12h, 90m (default: THORN_RETENTION)",
+    )
+    _add_django_options(purge)
     return parser
 
 
@@ -304,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:
-        return EXIT_OK
+        return EXIT_INTERRUPTED
     return code
 
 

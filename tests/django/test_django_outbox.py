@@ -353,7 +353,7 @@ def test_the_portable_claim_leases_like_the_native_one(
     until = now + 60 * SECOND
     with transaction.atomic():
         rows = store._claim_portable("a", 10, until, now)
-    (task,) = [store._task_of(row) for row in rows]
+    (task,) = [store._task_of(row, now) for row in rows]
     assert (task.id, task.hmac_secret) == (request.id, sub.hmac_secret)
     assert task.headers == tuple(tuple(pair) for pair in Delivery.objects.get().headers)
     assert store.claim(owner="b", limit=10, lease=60, now=now) == []

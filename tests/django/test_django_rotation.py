@@ -10,8 +10,8 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from thorn import Event
+from thorn.django.management.commands.thorn_worker import WorkerOutboxStore
 from thorn.django.models import Subscriber
-from thorn.django.store import DjangoOutboxStore
 from thorn.engine.core import DeliveryEngine
 from thorn.listener import Hook, ListenerThread
 from thorn.signing import standard_webhooks_secret
@@ -37,7 +37,7 @@ def _send_one(receiver: ListenerThread, dispatcher: str, settings: Any) -> Hook:
     before = len(receiver.hooks)
     Event("article.rotated").send({"n": 1})
     if dispatcher == "outbox":
-        engine = DeliveryEngine(DjangoOutboxStore())
+        engine = DeliveryEngine(WorkerOutboxStore())
 
         async def main() -> None:
             try:

@@ -1,4 +1,4 @@
-"""URLs of the test project: admin, the subscription API, the OpenAPI schema."""
+"""URLs of the test project: admin, the subscription API and schema, the portal."""
 
 from __future__ import annotations
 
@@ -10,4 +10,5 @@ urlpatterns = [
     path("articles/", include("testproject.testapp.urls", namespace="article")),
     path("hooks/", include("thorn.django.rest_framework.urls", namespace="webhook")),
     path("api/", include("thorn.django.rest_framework.schema_urls")),
+    path("webhooks/", include("thorn.django.portal.urls")),
 ]

@@ -118,6 +118,16 @@ SELECT c.*, s.hmac_secret, s.hmac_digest, s.url, s.previous_secret,
 FROM claimed c LEFT JOIN {subscriber} s ON s.id = c.subscriber_id
 """
 
+# PostgreSQL plans the claim on statistics that an outbox table, filled and
+# emptied by the thousand, rarely has: it then takes a bitmap scan of every
+# pending row and a sort, O(backlog) per claim. Without bitmap scans it reads
+# the due index in order and stops at the limit. JIT compiling costs more
+# than these short statements take. Transaction-local (set_config(..., true)).
+_PLAN_CLAIM_POSTGRESQL = (
+    "SELECT set_config('enable_bitmapscan', 'off', true), "
+    "set_config('jit', 'off', true)"
+)
+
 # SQLite serialises writers: one UPDATE that picks and leases the rows cannot
 # interleave with another engine's. The status is written out (not a parameter)
 # so that SQLite uses the partial index of pending rows. The due rows are found
@@ -152,7 +162,7 @@ SELECT d.id,
     (SELECT COALESCE(MAX(a.number), 0) + 1 FROM {attempt} a
      WHERE a.delivery_id = d.id),
     {started_at}, {duration_ms}, {status_code}, v.error, {excerpt}
-FROM v JOIN {delivery} d ON d.id = v.delivery_id
+FROM v JOIN {delivery} d ON d.id = {delivery_id}
 """
 
 # Only the lease holder moves a delivery on, and only while it is pending;
@@ -167,7 +177,7 @@ SET status = v.status, attempts = {delivery}.attempts + 1,
     last_error = v.error, completed_at = {completed_at},
     lease_owner = NULL, leased_until = NULL, updated_at = %s
 FROM v
-WHERE {delivery}.id = v.id AND {delivery}.status = %s
+WHERE {delivery}.id = {id} AND {delivery}.status = %s
 AND ({delivery}.lease_owner = %s OR {succeeded} = 1)
 """
 
@@ -182,6 +192,10 @@ _CASTS = {
         "succeeded": "CAST(v.succeeded AS integer)",
         "next_attempt_at": "CAST(v.next_attempt_at AS timestamp with time zone)",
         "completed_at": "CAST(v.completed_at AS timestamp with time zone)",
+        # As the key's own type: a cast of the key column instead would
+        # keep the join from using its index.
+        "delivery_id": "CAST(v.delivery_id AS bpchar(36))",
+        "id": "CAST(v.id AS bpchar(36))",
     },
     "sqlite": {
         "started_at": "v.started_at",
@@ -191,6 +205,8 @@ _CASTS = {
         "succeeded": "v.succeeded",
         "next_attempt_at": "v.next_attempt_at",
         "completed_at": "v.completed_at",
+        "delivery_id": "v.delivery_id",
+        "id": "v.id",
     },
 }
 
@@ -485,6 +501,7 @@ class DjangoOutboxStore:
         )
         params: list[Any] = [PENDING, now, limit, owner, until, until, now]
         with self.connection.cursor() as cursor:
+            cursor.execute(_PLAN_CLAIM_POSTGRESQL)
             cursor.execute(sql, params)
             return list(cursor.fetchall())
 

@@ -55,6 +55,10 @@ UNRESOLVED = "unresolved"  # the host could not be resolved
 _BAD_VALUE = frozenset("\r\n\x00")
 
 
+def _nothing() -> None:
+    """A store call that does nothing (waits for the calls before it)."""
+
+
 def utcnow() -> datetime.datetime:
     """The default clock: now, in UTC."""
     return datetime.datetime.now(_UTC)
@@ -320,8 +324,9 @@ class DeliveryEngine:
         executor = self._executor
         if executor is not None:
             close = getattr(self.store, "close", None)
-            if callable(close):
-                await self._db(close)
+            # Runs after every store call asked for before (one thread, in
+            # order), so none is left behind.
+            await self._db(close if callable(close) else _nothing)
             executor.shutdown(wait=False)
             self._executor = None
 
@@ -333,8 +338,12 @@ class DeliveryEngine:
                 1, thread_name_prefix="thorn-engine-db"
             )
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, functools.partial(fn, *args, **kwargs)
+        # Shielded: a store call, once asked for, is made even if the caller
+        # is cancelled (drain cancels the recorder). Else a call still queued
+        # for the thread would be dropped: results posted but never stored,
+        # and their deliveries posted again when the leases run out.
+        return await asyncio.shield(
+            loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
         )
 
     async def _launch(self, tasks: Sequence[DeliveryTask], batch: _Batch) -> None:

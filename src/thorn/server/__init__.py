@@ -3,7 +3,9 @@
 :mod:`thorn.server.probes` answers the Kubernetes probes and ``/metrics`` on
 a port of their own, :mod:`thorn.server.metrics` keeps the Prometheus
 metrics (and the ASGI middleware that measures the application),
-:mod:`thorn.server.lifecycle` sends the lifecycle webhooks and
+:mod:`thorn.server.lifecycle` sends the lifecycle webhooks,
+:mod:`thorn.server.static` serves ``--static`` and ``--media`` files,
+:mod:`thorn.server.reload` restarts the server for ``--autoreload`` and
 :mod:`thorn.server.uvicorn` is a uvicorn server that leaves the signals to
 its caller. The Django command is :mod:`thorn.django.management.commands.serve`.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 from .lifecycle import LIVENESS, READINESS, STARTUP, LifecycleWebhooks
 from .metrics import MeteredEngine, RequestMeter, ServeMetrics
 from .probes import ProbeResponse, ProbeServer
+from .static import StaticFiles
 from .uvicorn import QuietSignalsServer
 
 __all__ = [
@@ -26,4 +29,5 @@ __all__ = [
     "QuietSignalsServer",
     "RequestMeter",
     "ServeMetrics",
+    "StaticFiles",
 ]

@@ -17,6 +17,7 @@ import socket
 from typing import Any
 
 from ..events.base import Event
+from ..transport.url import parse_url
 
 logger = logging.getLogger("thorn.server")
 
@@ -25,6 +26,16 @@ __all__ = ["LIVENESS", "READINESS", "STARTUP", "LifecycleWebhooks"]
 STARTUP = "thorn.startup"
 READINESS = "thorn.readiness"
 LIVENESS = "thorn.liveness"
+
+
+def shown_url(url: str | None) -> str:
+    """``url`` for logs: no user name, password or query (they may be secrets)."""
+    try:
+        parsed = parse_url(url or "")
+    except ValueError:
+        return "<invalid URL>"
+    path = parsed.target.split("?", 1)[0]
+    return f"{parsed.scheme}://{parsed.host_header}{path}"
 
 
 class LifecycleWebhooks:
@@ -119,7 +130,10 @@ class LifecycleWebhooks:
 
         def on_error(request: Any, exc: BaseException) -> None:
             logger.warning(
-                "thorn serve: the %s webhook to %s failed: %s", kind, self.url, exc
+                "thorn serve: the %s webhook to %s failed: %s",
+                kind,
+                shown_url(self.url),
+                exc,
             )
 
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -14,6 +14,7 @@ from ..engine.store import AttemptResult, DeliveryTask
 
 __all__ = ["CONTENT_TYPE_LATEST", "MeteredEngine", "RequestMeter", "ServeMetrics"]
 
+T = TypeVar("T")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -58,6 +59,11 @@ class ServeMetrics:
             "thorn_http_request_duration_seconds",
             "Seconds the application took to answer a request.",
             ["method"],
+            registry=registry,
+        )
+        self.http_in_flight = Gauge(
+            "thorn_http_requests_in_flight",
+            "Requests the application is answering now.",
             registry=registry,
         )
         self.startup = Gauge(

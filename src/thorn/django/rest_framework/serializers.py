@@ -16,6 +16,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from thorn import signals
 from thorn.app import current_app
 from thorn.conf import event_choices
 from thorn.exceptions import ConnectionFailed, ImproperlyConfigured, ThornError
@@ -410,10 +411,17 @@ class SubscriberSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
 
     @sensitive_variables("validated_data")
     def update(self, instance: Any, validated_data: dict[str, Any]) -> Any:
-        self._keep_disabled_fields_in_step(
-            validated_data, was_active=getattr(instance, "active", True)
-        )
-        return super().update(instance, validated_data)
+        was_active = getattr(instance, "active", True)
+        self._keep_disabled_fields_in_step(validated_data, was_active=was_active)
+        instance = super().update(instance, validated_data)
+        # As the model's enable() and disable() do: say so.
+        active = getattr(instance, "active", True)
+        if active and not was_active:
+            signals.send(signals.subscriber_enabled, instance)
+        elif was_active and not active:
+            reason = getattr(instance, "disabled_reason", "")
+            signals.send(signals.subscriber_disabled, instance, reason=reason)
+        return instance
 
     def _keep_disabled_fields_in_step(
         self, validated_data: dict[str, Any], *, was_active: bool

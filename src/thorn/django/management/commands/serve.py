@@ -7,14 +7,19 @@ own. See ``docs/serve.md``.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import concurrent.futures
 import logging
+import os
 import shlex
 import signal
+import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import checks
@@ -37,7 +42,11 @@ from ....server import (
     ServeMetrics,
 )
 from ....server.metrics import CONTENT_TYPE_LATEST
+from ....server.reload import RESTART, FileWatcher, is_reloader_child, supervise
+from ....server.static import StaticFiles
+from ....signals import SignalingOutboxStore
 from ....transport.client import new_event_loop
+from ....transport.url import parse_url
 from ...models import Subscriber
 from .thorn_worker import WorkerOutboxStore
 
@@ -81,6 +90,42 @@ def _liveness_errors() -> list[str]:
     return [str(m) for m in messages if m.is_serious()]
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def _files_setting(option: str, url_name: str, root_name: str) -> tuple[str, Path]:
+    """The URL prefix and directory ``--static``/``--media`` serve, or CommandError."""
+    url = getattr(settings, url_name, None) or ""
+    root = getattr(settings, root_name, None) or ""
+    parts = urlsplit(str(url))
+    if not url or parts.scheme or parts.netloc or not parts.path.startswith("/"):
+        raise CommandError(
+            f"{option} needs {url_name} to be a path on this server, such as "
+            f"'/{option[2:]}/', not {url!r}"
+        )
+    if not root:
+        raise CommandError(f"{option} needs {root_name}: the directory to serve")
+    prefix = parts.path if parts.path.endswith("/") else parts.path + "/"
+    return prefix, Path(root)
+
+
 class Command(BaseCommand):
     help = (
         "Serve the project over ASGI (uvicorn) with the outbox's delivery engine "
@@ -93,6 +138,21 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000, help="Port (8000).")
         parser.add_argument(
             "--interface", default="127.0.0.1", help="Address to bind (127.0.0.1)."
+        )
+        parser.add_argument(
+            "--static",
+            action="store_true",
+            help="Serve the collected static files (STATIC_ROOT at STATIC_URL).",
+        )
+        parser.add_argument(
+            "--media",
+            action="store_true",
+            help="Serve the media files (MEDIA_ROOT at MEDIA_URL).",
+        )
+        parser.add_argument(
+            "--autoreload",
+            action="store_true",
+            help="Start again when a Python file of the project changes (development).",
         )
         parser.add_argument(
             "--probe-port", type=int, default=None, help="Probe port (port + 1)."
@@ -135,7 +195,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--max-lifetime",
-            type=float,
+            type=_positive_float,
             default=None,
             help="Stop gracefully after this many seconds.",
         )
@@ -151,9 +211,51 @@ class Command(BaseCommand):
             default=10.0,
             help="Seconds the engine waits for deliveries in flight on stop (10).",
         )
+        engine = parser.add_argument_group("delivery engine")
+        engine.add_argument(
+            "--batch",
+            type=_positive_int,
+            default=500,
+            help="Deliveries per claim (500).",
+        )
+        engine.add_argument(
+            "--concurrency",
+            type=_positive_int,
+            default=256,
+            help="Delivery requests in flight at once, in all (256).",
+        )
+        engine.add_argument(
+            "--per-host",
+            type=_positive_int,
+            default=64,
+            help="Delivery requests in flight at once to one host (64).",
+        )
+        engine.add_argument(
+            "--lease",
+            type=_positive_float,
+            default=300.0,
+            help="Seconds a claim holds a delivery (300).",
+        )
+        engine.add_argument(
+            "--poll-interval",
+            type=_positive_float,
+            default=0.5,
+            help="Seconds between claims when nothing is due (0.5).",
+        )
+        engine.add_argument(
+            "--owner", default=None, help="Lease owner name (default: host:pid:random)."
+        )
         parser.add_argument("--database", default=None, help="Database alias.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.check_options(options)
+        if options["autoreload"] and not is_reloader_child():
+            from django.utils.autoreload import get_child_arguments
+
+            code = supervise(get_child_arguments(), out=self.stdout)
+            if code:
+                sys.exit(code)
+            return
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:
@@ -161,8 +263,46 @@ class Command(BaseCommand):
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+        if code == RESTART:
+            sys.exit(RESTART)
         if code:
             raise CommandError("the start failed", returncode=code)
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Refuse what cannot work before anything starts (CommandError)."""
+        probe_port = options["probe_port"]
+        if probe_port is None:
+            probe_port = options["port"] + 1
+        if not options["no_probe"] and probe_port == options["port"]:
+            raise CommandError(
+                f"--probe-port must differ from --port (both are {probe_port})"
+            )
+        paths = [
+            options["startup_probe"],
+            options["readiness_probe"],
+            options["liveness_probe"],
+        ]
+        if not options["no_metrics"]:
+            paths.append("/metrics")
+        for path in paths:
+            if not path.startswith("/"):
+                raise CommandError(f"a probe path starts with '/': {path!r}")
+        if len(set(paths)) != len(paths):
+            raise CommandError(f"the probe paths must differ: {', '.join(paths)}")
+        if options["webhook_url"]:
+            try:
+                url = parse_url(options["webhook_url"])
+            except ValueError as exc:
+                raise CommandError(f"--webhook-url: {exc}") from None
+            if url.scheme not in ("http", "https"):
+                raise CommandError("--webhook-url must be an http or https URL")
+        options["files"] = []
+        if options["static"]:
+            prefix, root = _files_setting("--static", "STATIC_URL", "STATIC_ROOT")
+            options["files"].append(("--static", prefix, root))
+        if options["media"]:
+            prefix, root = _files_setting("--media", "MEDIA_URL", "MEDIA_ROOT")
+            options["files"].append(("--media", prefix, root))
 
 
 class _Serve:
@@ -175,11 +315,14 @@ class _Serve:
         self.using = options["database"] or DEFAULT_DB_ALIAS
         self.metrics = None if options["no_metrics"] else ServeMetrics()
         self.started = False
+        self.reloading = False
         self.stop = asyncio.Event()
         self.server: QuietSignalsServer | None = None
         self.meter: RequestMeter | None = None
         self.engine: MeteredEngine | None = None
-        self.store = WorkerOutboxStore(using=options["database"])
+        self.watcher: FileWatcher | None = None
+        # The engine's tries send the delivery signals, once recorded.
+        self.store = SignalingOutboxStore(WorkerOutboxStore(using=options["database"]))
         self.db = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="thorn-probe-db"
         )
@@ -198,10 +341,13 @@ class _Serve:
     # -- the run ------------------------------------------------------------------
 
     async def run(self) -> int:
+        """Start, serve until told to stop; 0, 1 (the start failed) or RESTART."""
         loop = asyncio.get_running_loop()
         probes = None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.on_signal, sig.name)
+        if is_reloader_child():
+            self.watch_files(loop)
         try:
             if not self.options["no_probe"]:
                 probes = self.probe_server()
@@ -216,18 +362,31 @@ class _Serve:
                     else traceback.format_exc()
                 )
                 self.command.stderr.write(f"thorn serve: the start failed: {trace}")
+                waiting = self.watcher is not None and not self.stop.is_set()
+                if waiting and self.watcher is not None:
+                    # A module that failed to import is not in sys.modules:
+                    # watch the files of the traceback as well.
+                    frames = traceback.extract_tb(exc.__traceback__)
+                    self.watcher.add(frame.filename for frame in frames)
+                    if isinstance(exc, SyntaxError) and exc.filename:
+                        self.watcher.add([exc.filename])
                 self.webhooks.send(STARTUP, False, trace)
-                return 1
+                if waiting:
+                    self.write("thorn serve: waiting for a file to change")
+                    await self.stop.wait()
+                return RESTART if self.reloading else 1
             self.write(
                 f"thorn serve: serving on http://{self.options['interface']}:"
                 f"{self.options['port']}"
                 + (f", engine {self.engine.owner}" if self.engine else "")
             )
             await self.serve(server_task)
-            return 0
+            return RESTART if self.reloading else 0
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            if self.watcher is not None:
+                self.watcher.stop()
             if probes is not None:
                 await probes.stop()
             await self.webhooks.flush()
@@ -240,6 +399,27 @@ class _Serve:
         self.stop.set()
         if self.server is not None:
             self.server.should_exit = True
+
+    def watch_files(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Under ``--autoreload``: stop (to be started again) when a file changes,
+        and stop when the supervisor is gone."""
+
+        def on_change(path: str) -> None:
+            self.write(f"thorn serve: {path} changed; stopping to start again")
+            self.reloading = True
+            self.on_signal("reload")
+
+        self.watcher = FileWatcher()
+        self.watcher.start(lambda path: loop.call_soon_threadsafe(on_change, path))
+        parent = os.getppid()
+
+        def check_parent() -> None:
+            if os.getppid() != parent:
+                self.on_signal("the supervisor is gone")
+            elif not self.stop.is_set():
+                loop.call_later(1.0, check_parent)
+
+        loop.call_later(1.0, check_parent)
 
     async def start(self) -> asyncio.Task[None]:
         """Run the commands, check migrations, start uvicorn; raise on failure."""
@@ -260,7 +440,15 @@ class _Serve:
         import uvicorn
         from django.core.asgi import get_asgi_application
 
-        self.meter = RequestMeter(get_asgi_application(), self.metrics)
+        app: Any = get_asgi_application()
+        for option, prefix, root in self.options["files"]:
+            if not root.is_dir():
+                self.write(
+                    f"thorn serve: {option}: {root} is not a directory (yet): "
+                    f"{prefix} answers 404"
+                )
+            app = StaticFiles(app, prefix=prefix, root=root)
+        self.meter = RequestMeter(app, self.metrics)
         config = uvicorn.Config(
             app=self.meter,
             host=self.options["interface"],
@@ -292,10 +480,23 @@ class _Serve:
         loop = asyncio.get_running_loop()
         engine_task = None
         if app_or_default().settings.THORN_DISPATCHER == "outbox":
+            options = self.options
             self.engine = MeteredEngine(
                 self.store,
                 metrics=self.metrics,
-                drain_timeout=self.options["drain_timeout"],
+                owner=options["owner"],
+                batch=options["batch"],
+                concurrency=options["concurrency"],
+                per_host=options["per_host"],
+                lease=options["lease"],
+                poll_interval=options["poll_interval"],
+                drain_timeout=options["drain_timeout"],
+            )
+            tuned = self.engine
+            self.write(
+                f"thorn serve: engine batch {tuned.batch}, concurrency "
+                f"{tuned.concurrency}, {tuned.per_host} per host, lease "
+                f"{tuned.lease:g}s, poll {tuned.poll_interval:g}s"
             )
             engine_task = loop.create_task(self.engine.run(self.stop))
         lifetime = self.options["max_lifetime"]
@@ -387,4 +588,6 @@ class _Serve:
             metrics.subscribers_disabled.set(disabled)
         if self.engine is not None:
             metrics.in_flight.set(self.engine.in_flight)
+        if self.meter is not None:
+            metrics.http_in_flight.set(self.meter.in_flight)
         return ProbeResponse(200, metrics.render(), CONTENT_TYPE_LATEST)

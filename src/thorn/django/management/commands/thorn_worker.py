@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
 
 from ....engine.core import DeliveryEngine
+from ....signals import SignalingOutboxStore
 from ....transport.client import new_event_loop
 from ...store import DjangoOutboxStore
 
@@ -75,7 +76,8 @@ class Command(BaseCommand):
         parser.add_argument("--database", default=None, help="Database alias.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        store = WorkerOutboxStore(using=options["database"])
+        # The engine's tries send the delivery signals, once recorded.
+        store = SignalingOutboxStore(WorkerOutboxStore(using=options["database"]))
         engine = DeliveryEngine(
             store,
             owner=options["owner"],

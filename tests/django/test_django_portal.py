@@ -12,8 +12,8 @@ import datetime
 import html
 import json
 import logging
-import re
 import os
+import re
 import shutil
 import subprocess
 import time

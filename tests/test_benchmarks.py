@@ -43,3 +43,27 @@ def test_benchmark_command_runs_and_reports_every_case(tmp_path: Path) -> None:
     ]
     assert all(r["per_second"] > 0 for r in rows)
     assert "deliveries/s" in result.stdout
+
+
+def test_the_serve_benchmark_runs_and_delivers_its_backlog() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.serve",
+            "--subscribers",
+            "5",
+            "--events",
+            "4",
+            "--requests",
+            "5",
+        ],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "backlog of 20 deliveries" in result.stdout
+    assert "probe /metrics (5)" in result.stdout

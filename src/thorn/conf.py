@@ -62,6 +62,15 @@ DEFAULTS: dict[str, Any] = {
     "THORN_ATTEMPT_EXCERPT_SIZE": 1024,
     "THORN_RETENTION": datetime.timedelta(days=30),
     "THORN_SECRET_ROTATION_OVERLAP": datetime.timedelta(hours=24),
+    # The Celery dispatcher (docs/celery.md): whether the outbox's tables
+    # are the truth (None: when thorn.django is installed); seconds a worker
+    # leases the deliveries of a task; how long a due delivery may wait
+    # unleased before the sweeper publishes it again; the longest retry wait
+    # sent as a Celery countdown in outbox mode (longer ones: the sweeper).
+    "THORN_CELERY_OUTBOX": None,
+    "THORN_CELERY_LEASE": 300.0,
+    "THORN_CELERY_SWEEP_GRACE": 60.0,
+    "THORN_CELERY_COUNTDOWN_MAX": 600.0,
 }
 
 

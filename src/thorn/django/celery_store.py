@@ -1,0 +1,271 @@
+"""The outbox as the Celery workers see it: claim given ids, sweep lost ones.
+
+:class:`CeleryOutboxStore` is the Django outbox store
+(:class:`~thorn.django.store.DjangoOutboxStore`) with what the Celery
+dispatcher adds: a worker leases the deliveries a task names
+(:meth:`~CeleryOutboxStore.claim_ids`) instead of the oldest due ones, and
+the sweeper finds deliveries that have been due for a while with nobody
+holding them (:meth:`~CeleryOutboxStore.sweep`): their task was lost, or
+the worker that held them died. Recording attempts, releasing and the
+rules of leases are the store's own: a claim moves ``next_attempt_at`` to
+the end of the lease, so a delivery held by a dead worker is due again when
+its lease runs out.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.db import connections, transaction
+
+from ..engine.store import DeliveryTask
+from .models import Delivery, Subscriber
+from .store import _DUE, _TASK_COLUMNS, CHUNK_SIZE, PENDING, DjangoOutboxStore
+
+__all__ = ["EARLY_TOLERANCE", "CeleryOutboxStore"]
+
+#: A task may run this many seconds before the delivery's ``next_attempt_at``
+#: (Celery's countdown is computed on another machine's clock).
+EARLY_TOLERANCE = 2.0
+
+# PostgreSQL: lock the named rows that are due, skipping rows another worker
+# is claiming this instant, lease them and return them with their
+# subscriber's current secret, in one statement (as the store's claim).
+_CLAIM_IDS_POSTGRESQL = """
+WITH due AS MATERIALIZED (
+    SELECT d.id FROM {delivery} d
+    WHERE d.id IN ({marks}) AND {due}
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE {delivery} AS t
+    SET lease_owner = %s, leased_until = %s, next_attempt_at = %s, updated_at = %s
+    FROM due WHERE t.id = due.id
+    RETURNING {returning}
+)
+SELECT c.*, s.hmac_secret, s.hmac_digest, s.url, s.previous_secret,
+    s.previous_secret_until
+FROM claimed c LEFT JOIN {subscriber} s ON s.id = c.subscriber_id
+"""
+
+# SQLite: one UPDATE picks and leases the named due rows (writers are
+# serialised, so two workers cannot both take one); the subscribers of the
+# batch are read apart, in the same transaction. The unary "+" keeps SQLite
+# from reading the partial index of pending rows (all of them) for the
+# status and time: the primary key finds the few rows named.
+_CLAIM_IDS_SQLITE = """
+UPDATE {delivery}
+SET lease_owner = %s, leased_until = %s, next_attempt_at = %s, updated_at = %s
+WHERE id IN ({marks}) AND +status = %s AND +next_attempt_at <= %s
+AND (static_subscriber OR EXISTS (
+    SELECT 1 FROM {subscriber} s WHERE s.id = {delivery}.subscriber_id AND s.active
+))
+RETURNING {returning}
+"""
+
+
+class CeleryOutboxStore(DjangoOutboxStore):
+    """The outbox store with the Celery workers' claim by ids and the sweeper."""
+
+    def on_commit(self, fun: Callable[[], Any]) -> None:
+        """Call ``fun`` when the transaction the outbox rows are in commits
+        (at once, outside a transaction)."""
+        transaction.on_commit(fun, using=self.using)
+
+    def close(self) -> None:
+        """Close this thread's connection (the engine's database thread)."""
+        connections[self.using].close()
+
+    # -- a worker's claim --------------------------------------------------------
+
+    def claim_ids(
+        self,
+        ids: Sequence[str],
+        *,
+        owner: str,
+        lease: float,
+        now: datetime.datetime,
+        early: float = EARLY_TOLERANCE,
+    ) -> list[DeliveryTask]:
+        """Lease the deliveries of ``ids`` that are due to ``owner``.
+
+        Due as for :meth:`claim`: pending, ``next_attempt_at`` passed (or
+        within ``early`` seconds), not held by a live lease, and the
+        subscriber static or active. The others are left alone: finished
+        ones, ones scheduled for later (a retry, whose own task will come),
+        ones of a disabled subscriber, and ones another worker holds (if it
+        dies, its lease runs out and the sweeper publishes them again).
+        """
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return []
+        connection = self.connection
+        if not connection.in_atomic_block:
+            # A worker lives long: a connection the database dropped
+            # meanwhile (restart, idle timeout) is replaced, not an error.
+            connection.close_if_unusable_or_obsolete()
+        until = now + datetime.timedelta(seconds=lease)
+        due_by = now + datetime.timedelta(seconds=early)
+        vendor = connection.vendor
+        rows: list[tuple[Any, ...]] = []
+        with transaction.atomic(using=self.using):
+            for chunk in _chunks(ids, CHUNK_SIZE):
+                if vendor == "postgresql":
+                    rows.extend(
+                        self._claim_ids_postgresql(chunk, owner, until, now, due_by)
+                    )
+                elif vendor == "sqlite":
+                    rows.extend(
+                        self._claim_ids_sqlite(chunk, owner, until, now, due_by)
+                    )
+                else:
+                    rows.extend(
+                        self._claim_ids_portable(chunk, owner, until, now, due_by)
+                    )
+        rows.sort(key=lambda row: str(row[0]))
+        return [self._task_of(row, now) for row in rows]
+
+    def _claim_ids_postgresql(
+        self,
+        ids: Sequence[str],
+        owner: str,
+        until: datetime.datetime,
+        now: datetime.datetime,
+        due_by: datetime.datetime,
+    ) -> list[tuple[Any, ...]]:
+        tables = self._tables()
+        sql = _CLAIM_IDS_POSTGRESQL.format(
+            marks=", ".join(["%s"] * len(ids)),
+            due=_DUE.format(**tables),
+            returning=", ".join(f"t.{c.strip()}" for c in _TASK_COLUMNS.split(",")),
+            **tables,
+        )
+        params: list[Any] = [*ids, PENDING, due_by, owner, until, until, now]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+
+    def _claim_ids_sqlite(
+        self,
+        ids: Sequence[str],
+        owner: str,
+        until: datetime.datetime,
+        now: datetime.datetime,
+        due_by: datetime.datetime,
+    ) -> list[tuple[Any, ...]]:
+        tables = self._tables()
+        sql = _CLAIM_IDS_SQLITE.format(
+            marks=", ".join(["%s"] * len(ids)), returning=_TASK_COLUMNS, **tables
+        )
+        at = self._time(until)
+        params = [owner, at, at, self._time(now), *ids, PENDING, self._time(due_by)]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+            keys = sorted({row[-1] for row in rows} - {None})
+            current: dict[Any, tuple[Any, ...]] = {}
+            for chunk in _chunks(keys, CHUNK_SIZE):
+                for pk, *columns in (
+                    Subscriber.objects.using(self.using)
+                    .filter(pk__in=list(chunk))
+                    .values_list(
+                        "pk",
+                        "hmac_secret",
+                        "hmac_digest",
+                        "url",
+                        "previous_secret",
+                        "previous_secret_until",
+                    )
+                ):
+                    current[pk] = tuple(columns)
+        missing = (None, None, None, None, None)
+        return [(*row, *current.get(row[-1], missing)) for row in rows]
+
+    def _claim_ids_portable(
+        self,
+        ids: Sequence[str],
+        owner: str,
+        until: datetime.datetime,
+        now: datetime.datetime,
+        due_by: datetime.datetime,
+    ) -> list[tuple[Any, ...]]:
+        """Any other database: lock (skipping locked rows where it can), lease."""
+        features = self.connection.features
+        due = self._due(due_by).filter(pk__in=list(ids))
+        if features.has_select_for_update:
+            due = due.select_for_update(
+                skip_locked=features.has_select_for_update_skip_locked
+            )
+        found = list(due.values_list("pk", flat=True))
+        if not found:
+            return []
+        deliveries = Delivery.objects.using(self.using)
+        # The due condition again: a row leased since the select is not taken.
+        deliveries.filter(
+            pk__in=found, status=PENDING, next_attempt_at__lte=due_by
+        ).update(
+            lease_owner=owner, leased_until=until, next_attempt_at=until, updated_at=now
+        )
+        columns = [c.strip() for c in _TASK_COLUMNS.split(",")]
+        rows = deliveries.filter(
+            pk__in=found, lease_owner=owner, leased_until=until
+        ).values_list(
+            *columns,
+            "subscriber__hmac_secret",
+            "subscriber__hmac_digest",
+            "subscriber__url",
+            "subscriber__previous_secret",
+            "subscriber__previous_secret_until",
+        )
+        return [tuple(row) for row in rows]
+
+    # -- the sweeper -------------------------------------------------------------
+
+    def sweepable(self, *, grace: datetime.timedelta, now: datetime.datetime) -> int:
+        """How many deliveries :meth:`sweep` would take now."""
+        count: int = self._due(now - grace).count()
+        return count
+
+    def sweep(
+        self,
+        *,
+        grace: datetime.timedelta,
+        now: datetime.datetime,
+        limit: int = 1000,
+    ) -> list[tuple[str, str, str]]:
+        """Deliveries due for longer than ``grace`` that nobody holds.
+
+        Returns up to ``limit`` of them as ``(id, message_id, url)``, oldest
+        first, and makes them due ``now``: the next sweep takes them again
+        only if ``grace`` passes once more without a worker claiming them.
+        A delivery leased by a live worker, or scheduled for later, is not
+        due, and never swept.
+        """
+        if limit < 1:
+            raise ValueError("limit must be 1 or more")
+        cutoff = now - grace
+        features = self.connection.features
+        with transaction.atomic(using=self.using):
+            due = self._due(cutoff).order_by("next_attempt_at")
+            if features.has_select_for_update:
+                due = due.select_for_update(
+                    skip_locked=features.has_select_for_update_skip_locked
+                )
+            rows = [
+                (str(pk), str(message_id), str(url))
+                for pk, message_id, url in due.values_list("pk", "message_id", "url")[
+                    :limit
+                ]
+            ]
+            if rows:
+                Delivery.objects.using(self.using).filter(
+                    pk__in=[row[0] for row in rows],
+                    status=PENDING,
+                    next_attempt_at__lte=cutoff,
+                ).update(next_attempt_at=now, updated_at=now)
+        return rows
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]

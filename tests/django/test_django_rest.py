@@ -237,6 +237,34 @@ def test_turning_a_subscription_off_and_on_keeps_disabled_fields_in_step(
     assert stored.disabled_at is not None
 
 
+def test_turning_a_subscription_back_on_makes_its_waiting_deliveries_due(
+    api: APIClient, created: dict[str, Any], settings: Any
+) -> None:
+    import datetime
+
+    from django.utils import timezone
+
+    from thorn import Event
+    from thorn.django.models import Delivery
+
+    settings.THORN_DISPATCHER = "outbox"
+    stored = current_app().Subscriber.objects.get(uuid=created["id"])
+    Event("article.created").send({"n": 1}, sender=stored.user)  # owner sends
+    later = timezone.now() + datetime.timedelta(hours=6)
+    Delivery.objects.update(next_attempt_at=later)
+    stored.disable("410 Gone")
+    stored.failing_since = timezone.now()
+    stored.save(update_fields=["failing_since"])
+
+    api.patch(detail(created["id"]), {"active": True}, format="json")
+
+    (delivery,) = Delivery.objects.all()
+    assert delivery.next_attempt_at is not None
+    assert delivery.next_attempt_at <= timezone.now()
+    stored.refresh_from_db()
+    assert stored.failing_since is None
+
+
 def test_creating_an_inactive_subscription_records_who_turned_it_off(
     api: APIClient,
 ) -> None:

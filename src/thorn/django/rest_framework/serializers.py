@@ -417,11 +417,22 @@ class SubscriberSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
         # As the model's enable() and disable() do: say so.
         active = getattr(instance, "active", True)
         if active and not was_active:
+            self._resume(instance)
             signals.send(signals.subscriber_enabled, instance)
         elif was_active and not active:
             reason = getattr(instance, "disabled_reason", "")
             signals.send(signals.subscriber_disabled, instance, reason=reason)
         return instance
+
+    @staticmethod
+    def _resume(instance: Any) -> None:
+        # As Subscriber.enable(): its deliveries waiting in the outbox are
+        # due now (only Thorn's own model has deliveries).
+        from ..models import Subscriber
+        from ..store import DjangoOutboxStore
+
+        if isinstance(instance, Subscriber) and instance.pk is not None:
+            DjangoOutboxStore(using=instance._state.db).resume_subscriber(instance)
 
     def _keep_disabled_fields_in_step(
         self, validated_data: dict[str, Any], *, was_active: bool
@@ -439,6 +450,9 @@ class SubscriberSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
             )
         if _has_field(model, "disabled_at"):
             validated_data["disabled_at"] = None if active else timezone.now()
+        if _has_field(model, "failing_since"):
+            # A run of failures ends with either change (as in the model).
+            validated_data["failing_since"] = None
 
 
 class SubscriberSummarySerializer(SubscriberSerializer):

@@ -38,8 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
-import multiprocessing.connection
 import os
 import platform
 import shutil
@@ -58,7 +56,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready
 
-from .receiver import ReceiverProcess
+from .engine import FastReceiver
 from .run import BODY, SECRET
 
 ROOT = Path(__file__).parents[1]
@@ -176,78 +174,6 @@ class Redis:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-def _serve_counting(conn: multiprocessing.connection.Connection) -> None:
-    import httptools
-    import uvloop
-
-    counter = [0]
-
-    class Answer(asyncio.Protocol):
-        def __init__(self) -> None:
-            self.parser = httptools.HttpRequestParser(self)
-            self.transport: Any = None
-
-        def connection_made(self, transport: Any) -> None:
-            self.transport = transport
-
-        def data_received(self, data: bytes) -> None:
-            try:
-                self.parser.feed_data(data)
-            except httptools.HttpParserError:
-                self.transport.close()
-
-        def on_message_complete(self) -> None:
-            counter[0] += 1
-            self.transport.write(_ANSWER)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(Answer, "127.0.0.1", 0, backlog=4096)
-        conn.send(server.sockets[0].getsockname()[1])
-        while True:
-            while not conn.poll():
-                await asyncio.sleep(0.005)
-            what = conn.recv()
-            if what == "count":
-                conn.send(counter[0])
-            elif what == "cpu":
-                times = os.times()
-                conn.send(times.user + times.system)
-            else:
-                conn.send(counter[0])
-                server.close()
-                return
-
-    uvloop.run(main())
-
-
-class CountingReceiver(ReceiverProcess):
-    """Answers 200 and counts; :meth:`arrived` asks how many so far."""
-
-    def __init__(self) -> None:
-        super().__init__(target=_serve_counting)
-
-    def ask(self, what: str) -> Any:
-        self._parent.send(what)
-        return self._parent.recv()
-
-    def arrived(self) -> int:
-        return int(self.ask("count"))
-
-    def cpu(self) -> float:
-        return float(self.ask("cpu"))
-
-    def wait_for(self, total: int, timeout: float = 600) -> None:
-        deadline = time.monotonic() + timeout
-        while self.arrived() < total:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {self.arrived()} of {total} arrived")
-            time.sleep(0.002)
-
-
 class Workers:
     """``n`` solo worker processes on the bench queue, ready and warmed up."""
 
@@ -334,7 +260,7 @@ class Workers:
 # -- what the Celery cases send ----------------------------------------------------
 
 
-def _subscribers(receiver: CountingReceiver, n: int) -> list[dict[str, Any]]:
+def _subscribers(receiver: FastReceiver, n: int) -> list[dict[str, Any]]:
     return [
         {"url": receiver.url(f"/celery/{i}"), "hmac_secret": SECRET} for i in range(n)
     ]
@@ -415,9 +341,9 @@ def _wait_recorded(holder: _Outbox, total: int, timeout: float = 600) -> None:
 
 def _celery_case(
     workers: int, *, outbox: bool
-) -> Callable[[CountingReceiver, Redis, argparse.Namespace], tuple[float, int]]:
+) -> Callable[[FastReceiver, Redis, argparse.Namespace], tuple[float, int]]:
     def run(
-        receiver: CountingReceiver, redis: Redis, args: argparse.Namespace
+        receiver: FastReceiver, redis: Redis, args: argparse.Namespace
     ) -> tuple[float, int]:
         from thorn import Thorn
         from thorn.validators import ensure_protocol
@@ -474,7 +400,7 @@ def _celery_case(
     return run
 
 
-CeleryCase = Callable[[CountingReceiver, Redis, argparse.Namespace], tuple[float, int]]
+CeleryCase = Callable[[FastReceiver, Redis, argparse.Namespace], tuple[float, int]]
 
 CELERY_CASES: dict[str, CeleryCase] = {
     "celery-1": _celery_case(1, outbox=False),
@@ -528,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.set_event_loop(loop)
     redis = Redis()
     try:
-        with CountingReceiver() as receiver:
+        with FastReceiver() as receiver:
             for _ in range(args.rounds):
                 for name in names:
                     cpu = receiver.cpu()
@@ -537,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
                         worker_busy[name].append(WORKER_CPU.pop())
                     else:
                         seconds, done = loop.run_until_complete(
-                            engine_bench.CASES[name](receiver, args.count)  # type: ignore[arg-type]
+                            engine_bench.CASES[name](receiver, args.count)
                         )
                     rates[name].append(done / seconds)
                     busy[name].append((receiver.cpu() - cpu) / seconds)

@@ -92,29 +92,47 @@ def _serve_fast(conn: multiprocessing.connection.Connection) -> None:
         conn.send(server.sockets[0].getsockname()[1])
         while True:
             while not conn.poll():
-                await asyncio.sleep(0.01)
-            if conn.recv() == "cpu":
+                await asyncio.sleep(0.005)
+            what = conn.recv()
+            if what == "count":
+                conn.send(counter[0])
+            elif what == "cpu":
                 times = os.times()
                 conn.send(times.user + times.system)
-                continue
-            conn.send(counter[0])
-            server.close()
-            return
+            else:
+                conn.send(counter[0])
+                server.close()
+                return
 
     uvloop.run(main())
 
 
 class FastReceiver(ReceiverProcess):
-    """``with FastReceiver() as r: r.url("/x")``: answers 200, counts requests."""
+    """``with FastReceiver() as r: r.url("/x")``: answers 200, counts requests;
+    :meth:`arrived` asks how many so far."""
 
     def __init__(self) -> None:
         super().__init__(target=_serve_fast)
 
+    def ask(self, what: str) -> Any:
+        self._parent.send(what)
+        return self._parent.recv()
+
+    def arrived(self) -> int:
+        """Requests answered so far."""
+        return int(self.ask("count"))
+
     def cpu(self) -> float:
         """CPU seconds the receiver process has used so far."""
-        self._parent.send("cpu")
-        seconds: float = self._parent.recv()
-        return seconds
+        return float(self.ask("cpu"))
+
+    def wait_for(self, total: int, timeout: float = 600) -> None:
+        """Wait until ``total`` requests have arrived."""
+        deadline = time.monotonic() + timeout
+        while self.arrived() < total:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {self.arrived()} of {total} arrived")
+            time.sleep(0.002)
 
 
 # -- what every case sends ----------------------------------------------------

@@ -13,14 +13,14 @@ from typing import Any
 
 from blinker import NamedSignal
 
+from engine_helpers import run_engine_once
 from thorn import Event, signals
-from thorn.engine import DeliveryEngine, DeliveryTask, MemoryStore
+from thorn.engine import DeliveryTask, MemoryStore
 from thorn.exceptions import BadStatus, DeliveryError
 from thorn.listener import Reply
 from thorn.request import new_id
 from thorn.retry import RetryPolicy
 from thorn.signals import SignalingOutboxStore
-from thorn.transport.client import new_event_loop
 from thorn.validators import ensure_protocol
 
 
@@ -110,19 +110,7 @@ def engine_task(url: str) -> DeliveryTask:
 
 
 def run_once(store: Any, now: datetime.datetime) -> int:
-    engine = DeliveryEngine(store, validators=[ensure_protocol("http")])
-
-    async def main() -> int:
-        try:
-            return await engine.run_once(now)
-        finally:
-            await engine.aclose()
-
-    loop = new_event_loop()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
+    return run_engine_once(store, now=now, validators=[ensure_protocol("http")])
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from django.db import connection, connections, transaction
 
+from engine_helpers import run_engine_once
 from thorn import Event
 from thorn.django.management.commands.thorn_worker import WorkerOutboxStore
 from thorn.django.models import Attempt, Delivery, Subscriber
@@ -39,23 +40,6 @@ USE_POSTGRESQL = connection.vendor == "postgresql"
 def outbox(settings: Any) -> None:
     settings.THORN_DISPATCHER = "outbox"
     settings.THORN_RETRY = True
-
-
-def run_engine_once(**options: Any) -> int:
-    """One claim-post-record round of an engine on the Django store."""
-    engine = DeliveryEngine(WorkerOutboxStore(), **options)
-
-    async def main() -> int:
-        try:
-            return await engine.run_once()
-        finally:
-            await engine.aclose()
-
-    loop = new_event_loop()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
 
 
 @pytest.mark.django_db(transaction=True)

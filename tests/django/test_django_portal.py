@@ -27,19 +27,17 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from engine_helpers import run_engine_once
 from thorn import Event
-from thorn.django.management.commands.thorn_worker import WorkerOutboxStore
 from thorn.django.models import Attempt, Delivery, Message, Subscriber
 from thorn.django.portal.charts import attempt_chart, success_rates
 from thorn.django.portal.forms import MATCH_CHOICES, parse_is_value, show_is_value
 from thorn.django.portal.sending import RATE_LIMIT
-from thorn.engine.core import DeliveryEngine
 from thorn.listener import Hook, ListenerThread, Reply
 from thorn.matchers import MATCHERS
 from thorn.receiver import verify_request
 from thorn.request import new_id
 from thorn.signing import sign_standard, standard_webhooks_secret
-from thorn.transport.client import new_event_loop
 from thorn.utils.hmac import random_secret
 from thorn.validators import block_internal_ips
 
@@ -139,23 +137,6 @@ def field_block(page: str, name: str) -> str:
     )
     assert found, f"no field {name}"
     return found.group(0)
-
-
-def run_engine_once() -> int:
-    # The worker's store closes its connection in the engine's database thread.
-    engine = DeliveryEngine(WorkerOutboxStore())
-
-    async def main() -> int:
-        try:
-            return await engine.run_once()
-        finally:
-            await engine.aclose()
-
-    loop = new_event_loop()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
 
 
 def deliver(settings: Any, sender: Any, *, run: bool = True) -> None:

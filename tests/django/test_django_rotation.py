@@ -9,13 +9,11 @@ import pytest
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from engine_helpers import run_engine_once
 from thorn import Event
-from thorn.django.management.commands.thorn_worker import WorkerOutboxStore
 from thorn.django.models import Subscriber
-from thorn.engine.core import DeliveryEngine
 from thorn.listener import Hook, ListenerThread
 from thorn.signing import standard_webhooks_secret
-from thorn.transport.client import new_event_loop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,19 +35,7 @@ def _send_one(receiver: ListenerThread, dispatcher: str, settings: Any) -> Hook:
     before = len(receiver.hooks)
     Event("article.rotated").send({"n": 1})
     if dispatcher == "outbox":
-        engine = DeliveryEngine(WorkerOutboxStore())
-
-        async def main() -> None:
-            try:
-                await engine.run_once()
-            finally:
-                await engine.aclose()
-
-        loop = new_event_loop()
-        try:
-            loop.run_until_complete(main())
-        finally:
-            loop.close()
+        run_engine_once()
     receiver.wait_for(before + 1, timeout=20)
     return receiver.hooks[-1]
 

@@ -18,14 +18,13 @@ import pytest
 from django.db import transaction
 from rest_framework.test import APIClient
 
+from engine_helpers import run_engine_once
 from testproject.testapp.models import Article
 from thorn import Event, signals
 from thorn.django.management.commands.thorn_worker import WorkerOutboxStore
 from thorn.django.models import Delivery, Message, Subscriber
-from thorn.engine.core import DeliveryEngine
 from thorn.listener import ListenerThread, Reply
 from thorn.signals import SignalingOutboxStore
-from thorn.transport.client import new_event_loop
 
 SIGNALS = [name for name in signals.__all__ if not name[0].isupper()]
 SIGNALS.remove("send")
@@ -72,21 +71,9 @@ def raising(*names: str) -> Iterator[None]:
             getattr(signals, name).disconnect(broken)
 
 
-def run_engine_once() -> int:
+def run_signaling_engine_once() -> int:
     """One round of the engine on the Django outbox, announcing its tries."""
-    engine = DeliveryEngine(SignalingOutboxStore(WorkerOutboxStore()))
-
-    async def main() -> int:
-        try:
-            return await engine.run_once()
-        finally:
-            await engine.aclose()
-
-    loop = new_event_loop()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
+    return run_engine_once(SignalingOutboxStore(WorkerOutboxStore()))
 
 
 def names(heard: list[tuple[str, Any, dict[str, Any]]]) -> list[str]:
@@ -221,7 +208,7 @@ def test_a_model_event_queues_a_message_and_the_engine_delivers_it(
         with transaction.atomic():
             Article.objects.create(title="Signals")
             assert heard == []  # message_queued waits for the commit
-        assert run_engine_once() == 1
+        assert run_signaling_engine_once() == 1
     finally:
         signals.delivery_succeeded.disconnect(look)
     assert names(heard) == [
@@ -260,9 +247,9 @@ def test_the_engine_signals_failures_exhaustion_and_a_410_disabling(
     with transaction.atomic():
         Event("order.paid").send({"id": 1})
     heard.clear()
-    assert run_engine_once() == 2
-    assert run_engine_once() == 1  # the retry of /down
-    assert run_engine_once() == 0
+    assert run_signaling_engine_once() == 2
+    assert run_signaling_engine_once() == 1  # the retry of /down
+    assert run_signaling_engine_once() == 0
     by_target: dict[str, list[str]] = {"/down": [], "/gone": []}
     for name, sender, _ in heard:
         if name.startswith("delivery_"):
@@ -300,7 +287,7 @@ def test_raising_receivers_do_not_break_the_outbox_or_the_engine(
     with raising(*SIGNALS):
         with transaction.atomic():
             Event("order.paid").send({"id": 1})
-        assert run_engine_once() == 2
+        assert run_signaling_engine_once() == 2
     states = dict(Delivery.objects.values_list("url", "status"))
     assert states == {receiver.url("/ok"): "succeeded", receiver.url("/gone"): "failed"}
     assert not Subscriber.objects.get(url=receiver.url("/gone")).active

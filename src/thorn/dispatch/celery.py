@@ -39,9 +39,8 @@ from typing import Any, TypeVar
 
 from ..engine.store import DeliveryTask
 from ..exceptions import ImproperlyConfigured
-from ..request import RESERVED_HEADERS, Request, new_id
+from ..request import RESERVED_HEADERS, Request
 from ..retry import RetryPolicy
-from .base import Dispatcher as BaseDispatcher
 from .outbox import OutboxDispatcher
 
 try:
@@ -461,27 +460,11 @@ class CeleryDispatcher(OutboxDispatcher):
         not wait for the commit); without a database nothing is written."""
         return self.uses_outbox
 
-    def prepare_requests(
-        self,
-        event: str,
-        payload: Any,
-        sender: Any,
-        *,
-        policy: RetryPolicy | None = None,
-        **kwargs: Any,
-    ) -> list[Request]:
-        if self.uses_outbox:
-            # The durable retry ladder and one message id per send.
-            return super().prepare_requests(
-                event, payload, sender, policy=policy, **kwargs
-            )
-        requests = BaseDispatcher.prepare_requests(
-            self, event, payload, sender, policy=policy, **kwargs
-        )
-        message_id = new_id()
-        for request in requests:
-            request.message_id = message_id  # type: ignore[attr-defined]
-        return requests
+    def policy_for(self, policy: RetryPolicy | None) -> RetryPolicy | None:
+        """Outbox mode: the durable retry ladder (:meth:`durable_policy`);
+        without a database, the event's own policy. Either way the requests
+        of one send get one message id."""
+        return self.durable_policy(policy) if self.uses_outbox else policy
 
     def split(self, requests: Sequence[Request]) -> list[list[Request]]:
         """``requests`` as task messages (see :func:`split_requests`)."""
@@ -502,10 +485,18 @@ class CeleryDispatcher(OutboxDispatcher):
             store = CeleryOutboxStore(app=self.app)
             store.enqueue(requests)
             ids = [[request.id for request in chunk] for chunk in chunks]
-            store.on_commit(functools.partial(self.publish_ids, ids))
+            store.on_commit(functools.partial(self.hand_over_ids, ids))
             return
+        self.hand_over(chunks)
+
+    def hand_over(self, chunks: Sequence[list[Request]]) -> None:
+        """Without a database: publish the requests, a message per chunk."""
         for chunk in chunks:
             self.publish(requests_to_wire(chunk))
+
+    def hand_over_ids(self, chunks: Sequence[list[str]]) -> None:
+        """Outbox mode, once committed: publish the delivery ids."""
+        self.publish_ids(chunks)
 
     def publish(self, items: list[Any], *, countdown: float | None = None) -> None:
         """Send one ``dispatch_requests`` message (ids or requests)."""
@@ -539,19 +530,11 @@ class WorkerDispatcher(CeleryDispatcher):
     rest, so a large fan-out is shared with the other workers.
     """
 
-    def dispatch_requests(self, requests: Sequence[Request]) -> None:
-        if not requests:
-            return
-        chunks = self.split(requests)
-        if self.uses_outbox:
-            from ..django.celery_store import CeleryOutboxStore
-
-            store = CeleryOutboxStore(app=self.app)
-            store.enqueue(requests)
-            ids = [[request.id for request in chunk] for chunk in chunks]
-            store.on_commit(functools.partial(self._run_and_publish, ids))
-            return
+    def hand_over(self, chunks: Sequence[list[Request]]) -> None:
         self._run_and_publish([requests_to_wire(chunk) for chunk in chunks])
+
+    def hand_over_ids(self, chunks: Sequence[list[str]]) -> None:
+        self._run_and_publish(chunks)
 
     def _run_and_publish(self, chunks: Sequence[list[Any]]) -> None:
         from ..tasks import run_here

@@ -41,13 +41,17 @@ class OutboxDispatcher(BaseDispatcher):
         **kwargs: Any,
     ) -> list[Request]:
         requests = super().prepare_requests(
-            event, payload, sender, policy=self.durable_policy(policy), **kwargs
+            event, payload, sender, policy=self.policy_for(policy), **kwargs
         )
         # One send, one message: the store groups deliveries by this id.
         message_id = new_id()
         for request in requests:
             request.message_id = message_id  # type: ignore[attr-defined]
         return requests
+
+    def policy_for(self, policy: RetryPolicy | None) -> RetryPolicy | None:
+        """The policy the requests of a send get: :meth:`durable_policy`."""
+        return self.durable_policy(policy)
 
     def durable_policy(self, policy: RetryPolicy | None) -> RetryPolicy:
         """The retry ladder (``THORN_RETRY_SCHEDULE``) unless the event chose.

@@ -21,8 +21,8 @@ from typing import Any
 from django.db import connections, transaction
 
 from ..engine.store import DeliveryTask
-from .models import Delivery, Subscriber
-from .store import _DUE, _TASK_COLUMNS, CHUNK_SIZE, PENDING, DjangoOutboxStore
+from .models import Delivery
+from .store import _TASK_COLUMNS, CHUNK_SIZE, PENDING, DjangoOutboxStore, _chunks
 
 __all__ = ["EARLY_TOLERANCE", "CeleryOutboxStore"]
 
@@ -32,22 +32,9 @@ EARLY_TOLERANCE = 2.0
 
 # PostgreSQL: lock the named rows that are due, skipping rows another worker
 # is claiming this instant, lease them and return them with their
-# subscriber's current secret, in one statement (as the store's claim).
-_CLAIM_IDS_POSTGRESQL = """
-WITH due AS MATERIALIZED (
-    SELECT d.id FROM {delivery} d
-    WHERE d.id IN ({marks}) AND {due}
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE {delivery} AS t
-    SET lease_owner = %s, leased_until = %s, next_attempt_at = %s, updated_at = %s
-    FROM due WHERE t.id = due.id
-    RETURNING {returning}
-)
-SELECT c.*, s.hmac_secret, s.hmac_digest, s.url, s.previous_secret,
-    s.previous_secret_until
-FROM claimed c LEFT JOIN {subscriber} s ON s.id = c.subscriber_id
-"""
+# subscriber's current secret, in one statement (the store's claim, picking
+# the rows named instead of the oldest).
+_NAMED_DUE = "d.id IN ({marks}) AND {{due}}"
 
 # SQLite: one UPDATE picks and leases the named due rows (writers are
 # serialised, so two workers cannot both take one); the subscribers of the
@@ -134,12 +121,8 @@ class CeleryOutboxStore(DjangoOutboxStore):
         now: datetime.datetime,
         due_by: datetime.datetime,
     ) -> list[tuple[Any, ...]]:
-        tables = self._tables()
-        sql = _CLAIM_IDS_POSTGRESQL.format(
-            marks=", ".join(["%s"] * len(ids)),
-            due=_DUE.format(**tables),
-            returning=", ".join(f"t.{c.strip()}" for c in _TASK_COLUMNS.split(",")),
-            **tables,
+        sql = self._claim_sql_postgresql(
+            _NAMED_DUE.format(marks=", ".join(["%s"] * len(ids)))
         )
         params: list[Any] = [*ids, PENDING, due_by, owner, until, until, now]
         with self.connection.cursor() as cursor:
@@ -162,25 +145,7 @@ class CeleryOutboxStore(DjangoOutboxStore):
         params = [owner, at, at, self._time(now), *ids, PENDING, self._time(due_by)]
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
-            rows = cursor.fetchall()
-            keys = sorted({row[-1] for row in rows} - {None})
-            current: dict[Any, tuple[Any, ...]] = {}
-            for chunk in _chunks(keys, CHUNK_SIZE):
-                for pk, *columns in (
-                    Subscriber.objects.using(self.using)
-                    .filter(pk__in=list(chunk))
-                    .values_list(
-                        "pk",
-                        "hmac_secret",
-                        "hmac_digest",
-                        "url",
-                        "previous_secret",
-                        "previous_secret_until",
-                    )
-                ):
-                    current[pk] = tuple(columns)
-        missing = (None, None, None, None, None)
-        return [(*row, *current.get(row[-1], missing)) for row in rows]
+            return self._with_subscribers_sqlite(cursor, cursor.fetchall())
 
     def _claim_ids_portable(
         self,
@@ -265,7 +230,3 @@ class CeleryOutboxStore(DjangoOutboxStore):
                     next_attempt_at__lte=cutoff,
                 ).update(next_attempt_at=now, updated_at=now)
         return rows
-
-
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[start : start + size] for start in range(0, len(items), size)]

@@ -97,15 +97,14 @@ _DUE = """
     ))
 """
 
-# PostgreSQL: lock the oldest due rows, skipping rows another engine has
-# locked this instant, lease them, and return them with their subscriber's
-# current secret, in one statement. A CTE with FOR UPDATE is never inlined.
+# PostgreSQL: lock the due rows {pick} selects (the oldest, for the engine's
+# claim), skipping rows another engine has locked this instant, lease them,
+# and return them with their subscriber's current secret, in one statement.
+# A CTE with FOR UPDATE is never inlined.
 _CLAIM_POSTGRESQL = """
 WITH due AS MATERIALIZED (
     SELECT d.id FROM {delivery} d
-    WHERE {due}
-    ORDER BY d.next_attempt_at
-    LIMIT %s
+    WHERE {pick}
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE {delivery} AS t
@@ -123,6 +122,11 @@ FROM claimed c LEFT JOIN {subscriber} s ON s.id = c.subscriber_id
 # pending row and a sort, O(backlog) per claim. Without bitmap scans it reads
 # the due index in order and stops at the limit. JIT compiling costs more
 # than these short statements take. Transaction-local (set_config(..., true)).
+# The engine's pick: the oldest due rows ({due}: _DUE).
+_OLDEST_DUE = """{due}
+    ORDER BY d.next_attempt_at
+    LIMIT %s"""
+
 _PLAN_CLAIM_POSTGRESQL = (
     "SELECT set_config('enable_bitmapscan', 'off', true), "
     "set_config('jit', 'off', true)"
@@ -492,18 +496,24 @@ class DjangoOutboxStore:
         until: datetime.datetime,
         now: datetime.datetime,
     ) -> list[tuple[Any, ...]]:
-        tables = self._tables()
-        due = _DUE.format(**tables)
-        sql = _CLAIM_POSTGRESQL.format(
-            due=due,
-            returning=", ".join(f"t.{c.strip()}" for c in _TASK_COLUMNS.split(",")),
-            **tables,
-        )
+        sql = self._claim_sql_postgresql(_OLDEST_DUE)
         params: list[Any] = [PENDING, now, limit, owner, until, until, now]
         with self.connection.cursor() as cursor:
             cursor.execute(_PLAN_CLAIM_POSTGRESQL)
             cursor.execute(sql, params)
             return list(cursor.fetchall())
+
+    def _claim_sql_postgresql(self, pick: str) -> str:
+        """PostgreSQL's claim of the rows ``pick`` selects: a condition on
+        ``d`` (the delivery), ``{due}`` in it standing for the due condition,
+        and an ORDER BY and LIMIT if any. Its parameters: those of ``pick``,
+        then owner, leased until (twice), now."""
+        tables = self._tables()
+        return _CLAIM_POSTGRESQL.format(
+            pick=pick.format(due=_DUE.format(**tables)),
+            returning=", ".join(f"t.{c.strip()}" for c in _TASK_COLUMNS.split(",")),
+            **tables,
+        )
 
     def _claim_sqlite(
         self,
@@ -519,19 +529,27 @@ class DjangoOutboxStore:
         params = [owner, at, at, when, when, limit]
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
-            rows = cursor.fetchall()
-            keys = {row[-1] for row in rows} - {None}
-            current: dict[Any, tuple[Any, ...]] = {}
-            for chunk in _chunks(sorted(keys), CHUNK_SIZE):
-                marks = ", ".join(["%s"] * len(chunk))
-                cursor.execute(
-                    "SELECT id, hmac_secret, hmac_digest, url, "  # noqa: S608
-                    "previous_secret, previous_secret_until "
-                    f"FROM {tables['subscriber']} WHERE id IN ({marks})",
-                    list(chunk),
-                )
-                for pk, *columns in cursor.fetchall():
-                    current[pk] = tuple(columns)
+            return self._with_subscribers_sqlite(cursor, cursor.fetchall())
+
+    def _with_subscribers_sqlite(
+        self, cursor: Any, rows: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """SQLite's claimed ``rows`` (subscriber id last) with their
+        subscriber's current secret, digest, URL and previous secret added
+        (RETURNING cannot read a joined table), read on ``cursor``."""
+        subscribers = self._tables()["subscriber"]
+        keys = {row[-1] for row in rows} - {None}
+        current: dict[Any, tuple[Any, ...]] = {}
+        for chunk in _chunks(sorted(keys), CHUNK_SIZE):
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(
+                "SELECT id, hmac_secret, hmac_digest, url, "  # noqa: S608
+                "previous_secret, previous_secret_until "
+                f"FROM {subscribers} WHERE id IN ({marks})",
+                list(chunk),
+            )
+            for pk, *columns in cursor.fetchall():
+                current[pk] = tuple(columns)
         missing = (None, None, None, None, None)
         return [(*row, *current.get(row[-1], missing)) for row in rows]
 

@@ -17,7 +17,6 @@ from uuid import UUID
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
@@ -34,7 +33,7 @@ from .access import (
     portal_view,
     safe_next,
 )
-from .rendering import render_page
+from .rendering import portal_url, render_page
 
 __all__ = ["delivery_detail", "delivery_list", "resend", "resend_failed"]
 
@@ -51,15 +50,6 @@ REFRESH_SECONDS = 5
 _DELIVERY_ID = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 )
-
-
-def _url(request: HttpRequest, name: str, **kwargs: Any) -> str:
-    match = request.resolver_match
-    return reverse(
-        f"thorn_portal:{name}",
-        kwargs=kwargs or None,
-        current_app=match.namespace if match is not None else None,
-    )
 
 
 def _endpoint(request: HttpRequest) -> Any:
@@ -188,7 +178,7 @@ def resend(request: HttpRequest, delivery_id: UUID) -> HttpResponse:
             messages.INFO,
             "It is still pending: it is tried again on its own.",
         )
-    default = _url(request, "delivery", delivery_id=delivery.pk)
+    default = portal_url(request, "delivery", delivery_id=delivery.pk)
     return redirect(safe_next(request, default))
 
 
@@ -231,7 +221,7 @@ def resend_failed(request: HttpRequest) -> HttpResponse:
         )
     else:
         notify(request, messages.INFO, "No failed deliveries to resend.")
-    default = _url(request, "deliveries")
+    default = portal_url(request, "deliveries")
     if endpoint is not None:
         default += f"?endpoint={endpoint.uuid}"
     return redirect(safe_next(request, default))

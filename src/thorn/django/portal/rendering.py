@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_safe
 
-__all__ = ["asset", "asset_url", "render_page"]
+__all__ = ["asset", "asset_url", "portal_url", "render_page"]
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE_DIR = HERE / "templates"
@@ -89,15 +89,20 @@ def _asset(name: str) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()[:16]
 
 
-def asset_url(request: HttpRequest, name: str) -> str:
-    """The URL of an asset, with its content hash as the version."""
+def portal_url(request: HttpRequest, name: str, /, **kwargs: Any) -> str:
+    """The path of the portal's page ``name``, in the portal instance (URL
+    namespace) that answers ``request``."""
     match = getattr(request, "resolver_match", None)
-    path = reverse(
-        "thorn_portal:asset",
-        kwargs={"name": name},
+    return reverse(
+        f"thorn_portal:{name}",
+        kwargs=kwargs or None,
         current_app=match.namespace if match is not None else None,
     )
-    return f"{path}?v={_asset(name)[1]}"
+
+
+def asset_url(request: HttpRequest, name: str) -> str:
+    """The URL of an asset, with its content hash as the version."""
+    return f"{portal_url(request, 'asset', name=name)}?v={_asset(name)[1]}"
 
 
 @require_safe

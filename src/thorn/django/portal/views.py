@@ -17,7 +17,6 @@ from uuid import UUID
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
-from django.urls import reverse
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import (
     require_http_methods,
@@ -40,7 +39,7 @@ from .access import (
 )
 from .charts import PERIODS, attempt_chart, success_rates
 from .forms import FilterFormSet, SubscriptionForm, filter_rows
-from .rendering import render_page
+from .rendering import portal_url, render_page
 from .sending import RATE_LIMIT, TestEventResult, allow_test_event, send_test_event
 from .snippets import snippets
 
@@ -75,15 +74,6 @@ MATCH_LABELS = {
 }
 #: Characters of the secret shown (masked) on the subscription page.
 SHOWN_SECRET_CHARS = 4
-
-
-def _url(request: HttpRequest, name: str, **kwargs: Any) -> str:
-    match = request.resolver_match
-    return reverse(
-        f"thorn_portal:{name}",
-        kwargs=kwargs or None,
-        current_app=match.namespace if match is not None else None,
-    )
 
 
 def _masked(secret: str) -> str:
@@ -167,7 +157,7 @@ def create(request: HttpRequest) -> HttpResponse:
                 f"Subscribed to {subscriber.event}. Reveal its secret below to "
                 "verify the signatures of its webhooks.",
             )
-            return redirect(_url(request, "detail", uuid=subscriber.uuid))
+            return redirect(portal_url(request, "detail", uuid=subscriber.uuid))
     else:
         form = SubscriptionForm()
         filters = FilterFormSet(prefix="filters")
@@ -195,7 +185,7 @@ def edit(request: HttpRequest, uuid: UUID) -> HttpResponse:
                 request.user.pk,
             )
             notify(request, messages.SUCCESS, "Saved.")
-            return redirect(_url(request, "detail", uuid=subscriber.uuid))
+            return redirect(portal_url(request, "detail", uuid=subscriber.uuid))
     else:
         form = SubscriptionForm(initial=SubscriptionForm.initial_of(subscriber))
         filters = FilterFormSet(
@@ -340,7 +330,7 @@ def disable(request: HttpRequest, uuid: UUID) -> HttpResponse:
         )
     else:
         notify(request, messages.INFO, "It was already disabled.")
-    return redirect(_url(request, "detail", uuid=subscriber.uuid))
+    return redirect(portal_url(request, "detail", uuid=subscriber.uuid))
 
 
 @portal_view
@@ -357,7 +347,7 @@ def enable(request: HttpRequest, uuid: UUID) -> HttpResponse:
             messages.SUCCESS,
             "Enabled: webhooks that waited are sent now.",
         )
-    return redirect(_url(request, "detail", uuid=subscriber.uuid))
+    return redirect(portal_url(request, "detail", uuid=subscriber.uuid))
 
 
 @portal_view
@@ -372,7 +362,7 @@ def delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
             "subscription %s deleted in the portal by user %s", uuid, request.user.pk
         )
         notify(request, messages.SUCCESS, f"Deleted the subscription to {event}.")
-        return redirect(_url(request, "index"))
+        return redirect(portal_url(request, "index"))
     return render_page(
         request,
         "thorn/portal/subscription_confirm_delete.html",

@@ -48,7 +48,7 @@ from ....signals import SignalingOutboxStore
 from ....transport.client import new_event_loop
 from ....transport.url import parse_url
 from ...models import Subscriber
-from .thorn_worker import WorkerOutboxStore
+from .thorn_worker import WorkerOutboxStore, add_engine_arguments, engine_options
 
 logger = logging.getLogger("thorn.server")
 
@@ -211,39 +211,10 @@ class Command(BaseCommand):
             default=10.0,
             help="Seconds the engine waits for deliveries in flight on stop (10).",
         )
-        engine = parser.add_argument_group("delivery engine")
-        engine.add_argument(
-            "--batch",
-            type=_positive_int,
-            default=500,
-            help="Deliveries per claim (500).",
-        )
-        engine.add_argument(
-            "--concurrency",
-            type=_positive_int,
-            default=256,
-            help="Delivery requests in flight at once, in all (256).",
-        )
-        engine.add_argument(
-            "--per-host",
-            type=_positive_int,
-            default=64,
-            help="Delivery requests in flight at once to one host (64).",
-        )
-        engine.add_argument(
-            "--lease",
-            type=_positive_float,
-            default=300.0,
-            help="Seconds a claim holds a delivery (300).",
-        )
-        engine.add_argument(
-            "--poll-interval",
-            type=_positive_float,
-            default=0.5,
-            help="Seconds between claims when nothing is due (0.5).",
-        )
-        engine.add_argument(
-            "--owner", default=None, help="Lease owner name (default: host:pid:random)."
+        add_engine_arguments(
+            parser.add_argument_group("delivery engine"),
+            whole=_positive_int,
+            number=_positive_float,
         )
         parser.add_argument("--database", default=None, help="Database alias.")
 
@@ -484,13 +455,7 @@ class _Serve:
             self.engine = MeteredEngine(
                 self.store,
                 metrics=self.metrics,
-                owner=options["owner"],
-                batch=options["batch"],
-                concurrency=options["concurrency"],
-                per_host=options["per_host"],
-                lease=options["lease"],
-                poll_interval=options["poll_interval"],
-                drain_timeout=options["drain_timeout"],
+                **engine_options(options),
             )
             tuned = self.engine
             self.write(

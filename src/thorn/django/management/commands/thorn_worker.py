@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -28,6 +29,56 @@ class WorkerOutboxStore(DjangoOutboxStore):
         connections[self.using].close()
 
 
+def add_engine_arguments(
+    parser: Any,
+    *,
+    whole: Callable[[str], int] = int,
+    number: Callable[[str], float] = float,
+) -> None:
+    """Add the delivery engine's options to ``parser`` (a parser or a group):
+    ``--batch``, ``--concurrency``, ``--per-host``, ``--lease``,
+    ``--poll-interval`` and ``--owner``, read with ``whole`` and ``number``.
+    ``--drain-timeout`` is each command's own."""
+    parser.add_argument(
+        "--batch", type=whole, default=500, help="Deliveries per claim (500)."
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=whole,
+        default=256,
+        help="Delivery requests in flight at once, in all (256).",
+    )
+    parser.add_argument(
+        "--per-host",
+        type=whole,
+        default=64,
+        help="Delivery requests in flight at once to one host (64).",
+    )
+    parser.add_argument(
+        "--lease",
+        type=number,
+        default=300.0,
+        help="Seconds a claim holds a delivery (300); keep it well above "
+        "timeout x batch / per-host.",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=number,
+        default=0.5,
+        help="Seconds between claims when nothing is due (0.5).",
+    )
+    parser.add_argument(
+        "--owner", default=None, help="Lease owner name (default: host:pid:random)."
+    )
+
+
+def engine_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`DeliveryEngine` keyword arguments the command's options
+    give (those of :func:`add_engine_arguments`, and ``--drain-timeout``)."""
+    names = ("owner", "batch", "concurrency", "per_host", "lease", "poll_interval")
+    return {name: options[name] for name in (*names, "drain_timeout")}
+
+
 class Command(BaseCommand):
     help = (
         "Deliver the outbox's webhooks: claim due deliveries, post them, record "
@@ -36,58 +87,19 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--batch", type=int, default=500, help="Deliveries per claim (500)."
-        )
-        parser.add_argument(
-            "--concurrency",
-            type=int,
-            default=256,
-            help="Requests in flight at once, in all (256).",
-        )
-        parser.add_argument(
-            "--per-host",
-            type=int,
-            default=64,
-            help="Requests in flight at once to one host (64).",
-        )
-        parser.add_argument(
-            "--lease",
-            type=float,
-            default=300.0,
-            help="Seconds a claim holds a delivery (300); keep it well above "
-            "timeout x batch / per-host.",
-        )
-        parser.add_argument(
-            "--poll-interval",
-            type=float,
-            default=0.5,
-            help="Seconds between claims when nothing is due (0.5).",
-        )
+        add_engine_arguments(parser)
         parser.add_argument(
             "--drain-timeout",
             type=float,
             default=10.0,
             help="On SIGTERM/SIGINT, seconds to wait for requests in flight (10).",
         )
-        parser.add_argument(
-            "--owner", default=None, help="Lease owner name (default: host:pid:random)."
-        )
         parser.add_argument("--database", default=None, help="Database alias.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         # The engine's tries send the delivery signals, once recorded.
         store = SignalingOutboxStore(WorkerOutboxStore(using=options["database"]))
-        engine = DeliveryEngine(
-            store,
-            owner=options["owner"],
-            batch=options["batch"],
-            concurrency=options["concurrency"],
-            per_host=options["per_host"],
-            lease=options["lease"],
-            poll_interval=options["poll_interval"],
-            drain_timeout=options["drain_timeout"],
-        )
+        engine = DeliveryEngine(store, **engine_options(options))
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:

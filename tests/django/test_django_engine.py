@@ -328,3 +328,20 @@ def test_two_engines_never_post_the_same_delivery_at_once() -> None:
     ]
     assert overlapping == []
     assert sum(len(t) for t in arrivals.values()) == total  # no copies at all
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--batch", "0", "must be at least 1, not 0"),
+        ("--concurrency", "many", "'many' is not a whole number"),
+        ("--lease", "-5", "must be more than 0, not -5"),
+    ],
+)
+def test_the_worker_refuses_bad_engine_options_before_starting(
+    option: str, value: str, message: str
+) -> None:
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match=message):
+        call_command("thorn_worker", option, value)

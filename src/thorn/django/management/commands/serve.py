@@ -7,7 +7,6 @@ own. See ``docs/serve.md``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import concurrent.futures
 import logging
@@ -48,7 +47,13 @@ from ....signals import SignalingOutboxStore
 from ....transport.client import new_event_loop
 from ....transport.url import parse_url
 from ...models import Subscriber
-from .thorn_worker import WorkerOutboxStore, add_engine_arguments, engine_options
+from .thorn_worker import (
+    WorkerOutboxStore,
+    add_engine_arguments,
+    engine_options,
+    positive_float,
+    positive_int,
+)
 
 logger = logging.getLogger("thorn.server")
 
@@ -88,26 +93,6 @@ def _unapplied_migrations(using: str) -> list[str]:
 def _liveness_errors() -> list[str]:
     messages = checks.run_checks(tags=["thorn"], include_deployment_checks=True)
     return [str(m) for m in messages if m.is_serious()]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
 
 
 def _files_setting(option: str, url_name: str, root_name: str) -> tuple[str, Path]:
@@ -195,7 +180,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--max-lifetime",
-            type=_positive_float,
+            type=positive_float,
             default=None,
             help="Stop gracefully after this many seconds.",
         )
@@ -213,8 +198,8 @@ class Command(BaseCommand):
         )
         add_engine_arguments(
             parser.add_argument_group("delivery engine"),
-            whole=_positive_int,
-            number=_positive_float,
+            whole=positive_int,
+            number=positive_float,
         )
         parser.add_argument("--database", default=None, help="Database alias.")
 

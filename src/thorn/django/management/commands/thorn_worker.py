@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -29,11 +30,33 @@ class WorkerOutboxStore(DjangoOutboxStore):
         connections[self.using].close()
 
 
+def positive_int(text: str) -> int:
+    """An option's whole number, at least 1 (argparse's error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An option's number, more than 0 (argparse's error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
 def add_engine_arguments(
     parser: Any,
     *,
-    whole: Callable[[str], int] = int,
-    number: Callable[[str], float] = float,
+    whole: Callable[[str], int] = positive_int,
+    number: Callable[[str], float] = positive_float,
 ) -> None:
     """Add the delivery engine's options to ``parser`` (a parser or a group):
     ``--batch``, ``--concurrency``, ``--per-host``, ``--lease``,

@@ -234,6 +234,58 @@ SET status = %s, attempts = attempts + 1, next_attempt_at = %s,
 WHERE id = %s AND status = %s AND (lease_owner = %s OR %s)
 """
 
+#: Rows per multi-row INSERT of ``enqueue`` (21 parameters each, under
+#: SQLite's 32,766).
+INSERT_CHUNK_SIZE = 500
+
+_MESSAGE_COLUMNS = ("id", "event", "data", "sender", "created_at")
+# In the order of DjangoOutboxStore._delivery_row; the columns left out
+# (lease, last status code, completion) start NULL.
+_DELIVERY_COLUMNS = (
+    "id",
+    "message_id",
+    "subscriber_id",
+    "static_subscriber",
+    "subscription",
+    "event",
+    "url",
+    "content_type",
+    "body",
+    "hmac_digest",
+    "static_secret",
+    "static_extra_secrets",
+    "headers",
+    "timeout",
+    "policy",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "created_at",
+    "updated_at",
+)
+_JSON_COLUMNS = frozenset({"static_extra_secrets", "headers", "policy"})
+# How a JSON column's text is written: PostgreSQL's are jsonb.
+_JSON_CAST = {"postgresql": "CAST(%s AS jsonb)"}
+
+
+def _json_text(value: Any) -> str:
+    """A JSON column's value as Django's JSONField writes it."""
+    return json.dumps(value)
+
+
+def _row_marks(columns: Sequence[str], json_cast: str | None) -> str:
+    """``(%s, ..., %s)`` for one row, JSON columns cast where needed."""
+    return (
+        "("
+        + ", ".join(
+            json_cast if json_cast and name in _JSON_COLUMNS else "%s"
+            for name in columns
+        )
+        + ")"
+    )
+
+
 #: Results per multi-row statement of ``record`` (7 parameters each).
 RECORD_CHUNK_SIZE = 500
 
@@ -350,6 +402,7 @@ class DjangoOutboxStore:
             "delivery": quote(Delivery._meta.db_table),
             "subscriber": quote(Subscriber._meta.db_table),
             "attempt": quote(Attempt._meta.db_table),
+            "message": quote(Message._meta.db_table),
         }
 
     def _time(self, value: datetime.datetime | None) -> Any:
@@ -374,8 +427,10 @@ class DjangoOutboxStore:
         if not requests:
             return
         now = now or timezone.now()
-        messages: dict[Any, Message] = {}
-        deliveries: list[Delivery] = []
+        messages: dict[Any, tuple[Any, ...]] = {}
+        deliveries: list[tuple[Any, ...]] = []
+        time = self._time_adapter()
+        when = time(now)
         for request in requests:
             if len(request.id) != ID_LENGTH:
                 raise ValueError(
@@ -388,16 +443,14 @@ class DjangoOutboxStore:
             )
             message = messages.get(key)
             if message is None:
-                message = messages[key] = Message(
-                    id=key if isinstance(key, str) else new_id(),
-                    event=request.event,
-                    data=_payload_text(request.data),
-                    sender=(
-                        None if request.sender is None else str(request.sender)[:255]
-                    ),
-                    created_at=now,
+                message = messages[key] = (
+                    key if isinstance(key, str) else new_id(),
+                    request.event,
+                    _payload_text(request.data),
+                    None if request.sender is None else str(request.sender)[:255],
+                    when,
                 )
-            deliveries.append(self._delivery_of(request, message, now))
+            deliveries.append(self._delivery_row(request, message[0], when))
         if self.connection.in_atomic_block:
             self._insert(list(messages.values()), deliveries)
         else:
@@ -406,11 +459,11 @@ class DjangoOutboxStore:
         if signals.message_queued.receivers:
             self._announce_queued(deliveries)
 
-    def _announce_queued(self, deliveries: list[Delivery]) -> None:
+    def _announce_queued(self, deliveries: list[tuple[Any, ...]]) -> None:
         """``message_queued`` per message, once the caller's transaction commits."""
         by_message: dict[str, list[str]] = {}
-        for delivery in deliveries:
-            by_message.setdefault(delivery.message_id, []).append(delivery.id)
+        for row in deliveries:
+            by_message.setdefault(row[1], []).append(row[0])
 
         def announce() -> None:
             for message_id, ids in by_message.items():
@@ -418,51 +471,68 @@ class DjangoOutboxStore:
 
         transaction.on_commit(announce, using=self.using)
 
-    def _insert(self, messages: list[Message], deliveries: list[Delivery]) -> None:
-        Message.objects.using(self.using).bulk_create(messages)
-        Delivery.objects.using(self.using).bulk_create(deliveries)
+    def _insert(
+        self, messages: list[tuple[Any, ...]], deliveries: list[tuple[Any, ...]]
+    ) -> None:
+        """Multi-row INSERTs of prepared rows: Django's bulk_create would build
+        a model instance and prepare each field of each row again."""
+        tables = self._tables()
+        json_cast = _JSON_CAST.get(self.connection.vendor, "%s")
+        with self.connection.cursor() as cursor:
+            for table, columns, rows, marks in (
+                (tables["message"], _MESSAGE_COLUMNS, messages, None),
+                (tables["delivery"], _DELIVERY_COLUMNS, deliveries, json_cast),
+            ):
+                one = _row_marks(columns, marks)
+                names = ", ".join(columns)
+                for chunk in _chunks(rows, INSERT_CHUNK_SIZE):
+                    cursor.execute(
+                        f"INSERT INTO {table} ({names}) VALUES "  # noqa: S608
+                        + ", ".join([one] * len(chunk)),
+                        [value for row in chunk for value in row],
+                    )
 
     @staticmethod
-    def _delivery_of(
-        request: Request, message: Message, now: datetime.datetime
-    ) -> Delivery:
+    def _delivery_row(request: Request, message_id: str, when: Any) -> tuple[Any, ...]:
+        """A delivery's row, in ``_DELIVERY_COLUMNS`` order."""
         sub = request.subscriber
         stored = isinstance(sub, Subscriber) and sub.pk is not None
         body = request.body
         if body is None:
             body = request._encoded_body()
-        return Delivery(
-            id=request.id,
-            message=message,
-            subscriber=sub if stored else None,
-            static_subscriber=not stored,
-            subscription=request.subscription,
-            event=request.event,
-            url=str(sub.url),
-            content_type=request.content_type,
-            body=body,
-            hmac_digest=getattr(sub, "hmac_digest", None) or "sha256",
+        return (
+            request.id,
+            message_id,
+            sub.pk if stored else None,
+            not stored,
+            request.subscription,
+            request.event,
+            str(sub.url),
+            request.content_type,
+            body,
+            getattr(sub, "hmac_digest", None) or "sha256",
             # Only a subscriber without a row here has its secret copied:
             # stored ones are read when claimed, so a rotation applies.
-            static_secret=None if stored else getattr(sub, "hmac_secret", None),
-            static_extra_secrets=(
-                [] if stored else list(getattr(sub, "extra_secrets", ()) or ())
-            ),
+            None if stored else getattr(sub, "hmac_secret", None),
+            _json_text([] if stored else list(getattr(sub, "extra_secrets", ()) or ())),
             # Not the delivery id (the engine writes it from the row's id):
             # deliveries of one send to one subscriber then share their
             # headers' text, which a claim decodes once.
-            headers=[
-                list(pair)
-                for pair in request.default_headers
-                if pair[0] != "Hook-Delivery"
-            ],
-            timeout=request.timeout,
-            policy=request.policy.to_dict(),
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
+            _json_text(
+                [
+                    list(pair)
+                    for pair in request.default_headers
+                    if pair[0] != "Hook-Delivery"
+                ]
+            ),
+            request.timeout,
+            _json_text(request.policy.to_dict()),
+            PENDING,
+            0,
+            when,
+            "",
+            when,
+            when,
         )
 
     # -- the engine's side (OutboxStore) --------------------------------------------

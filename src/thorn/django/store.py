@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, Exists, OuterRef, Q, Value, When
@@ -270,8 +271,9 @@ _JSON_CAST = {"postgresql": "CAST(%s AS jsonb)"}
 
 
 def _json_text(value: Any) -> str:
-    """A JSON column's value as Django's JSONField writes it."""
-    return json.dumps(value)
+    """A JSON column's value as text (any JSON reads back as Django's
+    JSONField does; orjson writes it about ten times faster)."""
+    return orjson.dumps(value).decode()
 
 
 def _row_marks(columns: Sequence[str], json_cast: str | None) -> str:
@@ -514,7 +516,9 @@ class DjangoOutboxStore:
             # Only a subscriber without a row here has its secret copied:
             # stored ones are read when claimed, so a rotation applies.
             None if stored else getattr(sub, "hmac_secret", None),
-            _json_text([] if stored else list(getattr(sub, "extra_secrets", ()) or ())),
+            "[]"
+            if stored
+            else _json_text(list(getattr(sub, "extra_secrets", ()) or ())),
             # Not the delivery id (the engine writes it from the row's id):
             # deliveries of one send to one subscriber then share their
             # headers' text, which a claim decodes once.

@@ -43,6 +43,24 @@ from thorn.validators import block_internal_ips
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+
+def stored_delivery(
+    message: Message, sub: Subscriber, *, id: str | None = None, status: str = "pending"
+) -> Delivery:
+    """A stored delivery of ``message`` to ``sub`` with a tiny JSON body."""
+    delivery: Delivery = Delivery.objects.create(
+        id=id or new_id(),
+        message=message,
+        subscriber=sub,
+        event="article.created",
+        url=sub.url,
+        content_type="application/json",
+        body=b"{}",
+        status=status,
+    )
+    return delivery
+
+
 ROOT = "/webhooks/"
 SECRET = "portal-secret-<&>\"'-Hq3Lm8Vx1Tz6Rw2Y"
 
@@ -239,15 +257,7 @@ def test_the_list_shows_own_subscriptions_with_state_and_rate_but_no_secret(
     now = timezone.now()
     message = Message.objects.create(id=new_id(), event="article.created", data="{}")
     for code in (200, 204, 200, 500):
-        delivery = Delivery.objects.create(
-            id=new_id(),
-            message=message,
-            subscriber=sub,
-            event="article.created",
-            url=sub.url,
-            content_type="application/json",
-            body=b"{}",
-        )
+        delivery = stored_delivery(message, sub)
         Attempt.objects.create(
             delivery=delivery,
             number=1,
@@ -461,16 +471,7 @@ def test_every_form_refuses_a_post_without_its_csrf_token(
     sub: Subscriber, web: Client, alice: Any
 ) -> None:
     message = Message.objects.create(id=new_id(), event="article.created", data="{}")
-    delivery = Delivery.objects.create(
-        id=new_id(),
-        message=message,
-        subscriber=sub,
-        event="article.created",
-        url=sub.url,
-        content_type="application/json",
-        body=b"{}",
-        status="failed",
-    )
+    delivery = stored_delivery(message, sub, status="failed")
     paths = [
         ROOT + "new/",
         f"{ROOT}{sub.uuid}/edit/",
@@ -733,14 +734,10 @@ def test_the_delivery_list_filters_and_pages_newest_first(
     message = Message.objects.create(id=new_id(), event="article.created", data="{}")
     ids = sorted(new_id() for _ in range(30))  # oldest first
     for index, delivery_id in enumerate(ids):
-        Delivery.objects.create(
+        stored_delivery(
+            message,
+            sub,
             id=delivery_id,
-            message=message,
-            subscriber=sub,
-            event="article.created",
-            url=sub.url,
-            content_type="application/json",
-            body=b"{}",
             status="failed" if index % 3 == 0 else "succeeded",
         )
     first = text(web.get(ROOT + "deliveries/"))
@@ -769,15 +766,7 @@ def test_the_chart_counts_tries_and_failures_per_hour_and_day(
 ) -> None:
     now = timezone.now().replace(minute=30, second=0, microsecond=0)
     message = Message.objects.create(id=new_id(), event="article.created", data="{}")
-    delivery = Delivery.objects.create(
-        id=new_id(),
-        message=message,
-        subscriber=sub,
-        event="article.created",
-        url=sub.url,
-        content_type="application/json",
-        body=b"{}",
-    )
+    delivery = stored_delivery(message, sub)
     tries = [(1, 200), (1, 500), (1, None), (3, 204), (30, 200), (24 * 10, 500)]
     for number, (hours_ago, code) in enumerate(tries, start=1):
         Attempt.objects.create(

@@ -520,7 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", nargs="*", help=f"cases ({', '.join(CASES)})")
     parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
-    parser.add_argument("--fan-out", type=int, default=10_000, help="subscribers")
+    parser.add_argument(
+        "--fan-out", type=int, default=10_000, help="subscribers (0: leave it out)"
+    )
+    parser.add_argument(
+        "--sends", type=int, default=500, help="send() calls timed (0: leave out)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     names = args.only or list(CASES)
@@ -546,9 +551,10 @@ def main(argv: list[str] | None = None) -> int:
                 busy[name].append((receiver.cpu() - cpu) / seconds)
         costs: dict[int, tuple[float, float]] = {}
         fanned: tuple[float, float] | None = None
-        if "engine" in names:
+        if "engine" in names and args.sends > 0:
             for subscribers in (1, 10):
-                costs[subscribers] = send_cost(receiver, subscribers, 500)
+                costs[subscribers] = send_cost(receiver, subscribers, args.sends)
+        if "engine" in names and args.fan_out > 0:
             fanned = loop.run_until_complete(fan_out(receiver, args.fan_out))
     loop.close()
     results = [

@@ -8,11 +8,13 @@ a post needs.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -94,6 +96,25 @@ def result(
     )
 
 
+@contextlib.contextmanager
+def statements_run() -> Iterator[list[str]]:
+    """The SQL statements run meanwhile, whichever cursor ran them (the store
+    runs its own on SQLite's DB-API cursor, which Django does not see)."""
+    found: list[str] = []
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        raw = connection.connection
+        raw.set_trace_callback(lambda sql: found.append(sql.strip()))
+        try:
+            yield found
+        finally:
+            raw.set_trace_callback(None)
+    else:
+        with CaptureQueriesContext(connection) as queries:
+            yield found
+        found.extend(q["sql"].strip() for q in queries)
+
+
 # -- enqueue ---------------------------------------------------------------------------
 
 
@@ -124,6 +145,7 @@ def test_a_commit_writes_one_message_and_a_delivery_per_subscriber() -> None:
     (message,) = Message.objects.all()
     assert message.event == "order.paid"
     assert message.data == '{"id":7,"total":"9.50"}'
+    assert bytes(message.body) == b'{"id":7,"total":"9.50"}'
     deliveries = Delivery.objects.order_by("id")
     assert [d.id for d in deliveries] == sorted(r.id for r in requests)
     assert {d.subscriber_id for d in deliveries} == {s.pk for s in subs}
@@ -131,7 +153,9 @@ def test_a_commit_writes_one_message_and_a_delivery_per_subscriber() -> None:
         assert delivery.message_id == message.pk
         assert delivery.status == "pending"
         assert delivery.attempts == 0
-        assert bytes(delivery.body) == b'{"id":7,"total":"9.50"}'
+        # The body is stored once, with the message.
+        assert delivery.body is None
+        assert delivery.payload_body == b'{"id":7,"total":"9.50"}'
         assert delivery.static_secret is None  # read from the row when claimed
         assert not delivery.static_subscriber
         headers = dict(delivery.headers)
@@ -456,12 +480,24 @@ def test_recording_a_batch_costs_the_same_queries_for_any_size(
         result(t, "succeeded" if i % 2 else "retry", status=200, next_at=now)
         for i, t in enumerate(tasks)
     ]
-    with CaptureQueriesContext(connection) as queries:
+    with statements_run() as queries:
         store.record(results, owner="a", now=now)
-    writes = [q for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
-    # Attempts, deliveries (each one statement run for the batch), then
-    # subscribers: clear the successes' run of failures, start the others'.
-    assert len(writes) <= 5
+    writes = [q for q in queries if not q.startswith(("SAVEPOINT", "RELEASE"))]
+    # Attempts (one statement for the batch), deliveries (one for the
+    # successes, one for the rest, and on SQLite the count of rows changed),
+    # then subscribers: clear the successes' run of failures, start the
+    # others', find those to disable.
+    kinds = [" ".join(q.split()[:2]) for q in writes]
+    changes = ["SELECT changes()"] if connection.vendor == "sqlite" else []
+    assert kinds == [
+        "INSERT INTO",
+        'UPDATE "thorn_delivery"',
+        "WITH v",
+        *changes,
+        'UPDATE "thorn_subscriber"',
+        'UPDATE "thorn_subscriber"',
+        'SELECT "thorn_subscriber"."id"',
+    ], writes
     assert Attempt.objects.count() == n
 
 
@@ -488,6 +524,86 @@ def test_a_delivery_reported_twice_in_one_batch_gets_two_attempts(
     # The retry dropped the lease; the success counts whoever reports it.
     assert (delivery.status, delivery.attempts) == ("succeeded", 2)
     assert Delivery.objects.get(pk=other.id).status == "succeeded"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_deleted_while_it_was_tried_is_not_logged_and_the_rest_is(
+    store: DjangoOutboxStore,
+) -> None:
+    """The quick record inserts attempts as they are: one of a delivery
+    deleted meanwhile breaks the foreign key at commit, and the record is
+    made again with the statements that skip it. Nothing else is lost."""
+    subscribe(3)
+    send()
+    now = later()
+    gone, *kept = store.claim(owner="a", limit=10, lease=60, now=now)
+    Delivery.objects.filter(pk=gone.id).delete()
+    store.record(
+        [result(t, "succeeded", status=200) for t in (gone, *kept)],
+        owner="a",
+        now=now,
+    )
+    assert not Attempt.objects.filter(delivery_id=gone.id).exists()
+    for task in kept:
+        delivery = Delivery.objects.get(pk=task.id)
+        assert (delivery.status, delivery.logged_attempts) == ("succeeded", 1)
+        assert Attempt.objects.get(delivery_id=task.id).number == 1
+
+
+def test_attempts_are_numbered_on_whichever_store_recorded_the_last_one(
+    store: DjangoOutboxStore,
+) -> None:
+    """A store numbers the attempts of what it claimed from the count it
+    read; one that did not claim the delivery numbers from the log."""
+    subscribe()
+    send()
+    now = later()
+    (task,) = store.claim(owner="a", limit=10, lease=60, now=now)
+    next_at = now + 60 * SECOND
+    store.record(
+        [result(task, "retry", status=500, next_at=next_at)], owner="a", now=now
+    )
+    (task,) = store.claim(owner="a", limit=10, lease=60, now=next_at)
+    # Another store (another process) records this try.
+    DjangoOutboxStore().record(
+        [result(task, "retry", status=503, next_at=next_at + SECOND)],
+        owner="a",
+        now=next_at,
+    )
+    (task,) = store.claim(owner="a", limit=10, lease=60, now=next_at + 2 * SECOND)
+    store.record([result(task, "succeeded", status=200)], owner="a", now=next_at)
+    log = Attempt.objects.filter(delivery_id=task.id).order_by("number")
+    assert [(a.number, a.status_code) for a in log] == [(1, 500), (2, 503), (3, 200)]
+    delivery = Delivery.objects.get(pk=task.id)
+    assert (delivery.attempts, delivery.logged_attempts) == (3, 3)
+
+
+def test_a_try_whose_lease_ran_out_is_logged_and_the_count_read_again(
+    store: DjangoOutboxStore,
+) -> None:
+    """Engine a's lease runs out; b claims and fails the delivery; then a's
+    late failure comes in. a's try is logged, its state change refused (b
+    holds it), and the count of logged tries is read from the log again."""
+    subscribe()
+    send()
+    now = later()
+    (late,) = store.claim(owner="a", limit=10, lease=1, now=now)
+    other = DjangoOutboxStore()
+    (task,) = other.claim(owner="b", limit=10, lease=60, now=now + 2 * SECOND)
+    other.record(
+        [result(task, "retry", status=500, next_at=now + 3 * SECOND)],
+        owner="b",
+        now=now + 2 * SECOND,
+    )
+    store.record(
+        [result(late, "retry", status=502, next_at=now + 9 * SECOND)],
+        owner="a",
+        now=now + 2 * SECOND,
+    )
+    delivery = Delivery.objects.get(pk=task.id)
+    assert delivery.next_attempt_at == now + 3 * SECOND  # b's schedule stands
+    assert Attempt.objects.filter(delivery_id=task.id).count() == 2
+    assert delivery.logged_attempts == 2
 
 
 def test_a_batch_larger_than_a_statement_is_recorded_whole(
@@ -982,3 +1098,24 @@ def test_disabling_and_enabling_send_signals(
         ("enabled", sub.pk, None),
         ("disabled", sub.pk, "maintenance"),
     ]
+
+
+def test_a_delivery_keeps_its_own_body_only_when_it_differs(receiver: Any) -> None:
+    """Subscribers of one message with another content type get a body of
+    their own; the rest share the message's. Each posts its own bytes."""
+    json_sub, form_sub = subscribe(1, url=receiver.url("/json")) + subscribe(
+        1, url=receiver.url("/form"), content_type="application/x-www-form-urlencoded"
+    )
+    send(data={"id": 7, "name": "a b"})
+    (message,) = Message.objects.all()
+    shared = Delivery.objects.get(subscriber=json_sub)
+    own = Delivery.objects.get(subscriber=form_sub)
+    assert shared.body is None
+    assert bytes(own.body) == b"id=7&name=a+b"
+    assert bytes(message.body) == shared.payload_body
+    tasks = DjangoOutboxStore().claim(owner="a", limit=10, lease=60, now=later())
+    bodies = {task.url: task.body for task in tasks}
+    assert bodies == {
+        receiver.url("/json"): b'{"id":7,"name":"a b"}',
+        receiver.url("/form"): b"id=7&name=a+b",
+    }

@@ -400,7 +400,7 @@ class DeliveryAdmin(_ReadOnlyMixin, _DeliveryAdmin):
 
     @admin.display(description=_("body"))
     def body_preview(self, obj: Delivery) -> str:
-        return _preview(obj.body)
+        return _preview(obj.payload_body)
 
     @admin.action(
         description=_("Resend selected deliveries now"), permissions=["resend"]

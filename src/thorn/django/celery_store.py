@@ -22,7 +22,14 @@ from django.db import connections, transaction
 
 from ..engine.store import DeliveryTask
 from .models import Delivery
-from .store import _TASK_COLUMNS, CHUNK_SIZE, PENDING, DjangoOutboxStore, _chunks
+from .store import (
+    _TASK_FIELDS,
+    CHUNK_SIZE,
+    PENDING,
+    DjangoOutboxStore,
+    _chunks,
+    _json_text,
+)
 
 __all__ = ["EARLY_TOLERANCE", "CeleryOutboxStore"]
 
@@ -36,20 +43,13 @@ EARLY_TOLERANCE = 2.0
 # the rows named instead of the oldest).
 _NAMED_DUE = "d.id IN ({marks}) AND {{due}}"
 
-# SQLite: one UPDATE picks and leases the named due rows (writers are
-# serialised, so two workers cannot both take one); the subscribers of the
-# batch are read apart, in the same transaction. The unary "+" keeps SQLite
-# from reading the partial index of pending rows (all of them) for the
-# status and time: the primary key finds the few rows named.
-_CLAIM_IDS_SQLITE = """
-UPDATE {delivery}
-SET lease_owner = %s, leased_until = %s, next_attempt_at = %s, updated_at = %s
-WHERE id IN ({marks}) AND +status = %s AND +next_attempt_at <= %s
-AND (static_subscriber OR EXISTS (
-    SELECT 1 FROM {subscriber} s WHERE s.id = {delivery}.subscriber_id AND s.active
-))
-RETURNING {returning}
-"""
+# SQLite: the store's claim (writers are serialised, so two workers cannot
+# both take one), picking the named due rows. The unary "+" keeps SQLite
+# from reading the partial index of pending rows (all of them) for the status
+# and time: the primary key finds the few rows named.
+_NAMED_DUE_SQLITE = """
+    d.id IN (SELECT value FROM json_each(?)) AND +d.status = 'pending'
+    AND +d.next_attempt_at <= ? AND (d.static_subscriber OR s.active)"""
 
 
 class CeleryOutboxStore(DjangoOutboxStore):
@@ -137,15 +137,13 @@ class CeleryOutboxStore(DjangoOutboxStore):
         now: datetime.datetime,
         due_by: datetime.datetime,
     ) -> list[tuple[Any, ...]]:
-        tables = self._tables()
-        sql = _CLAIM_IDS_SQLITE.format(
-            marks=", ".join(["%s"] * len(ids)), returning=_TASK_COLUMNS, **tables
+        return self._claim_picked_sqlite(
+            _NAMED_DUE_SQLITE,
+            [_json_text(list(ids)), self._time(due_by)],
+            owner,
+            until,
+            now,
         )
-        at = self._time(until)
-        params = [owner, at, at, self._time(now), *ids, PENDING, self._time(due_by)]
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return self._with_subscribers_sqlite(cursor, cursor.fetchall())
 
     def _claim_ids_portable(
         self,
@@ -172,17 +170,9 @@ class CeleryOutboxStore(DjangoOutboxStore):
         ).update(
             lease_owner=owner, leased_until=until, next_attempt_at=until, updated_at=now
         )
-        columns = [c.strip() for c in _TASK_COLUMNS.split(",")]
         rows = deliveries.filter(
             pk__in=found, lease_owner=owner, leased_until=until
-        ).values_list(
-            *columns,
-            "subscriber__hmac_secret",
-            "subscriber__hmac_digest",
-            "subscriber__url",
-            "subscriber__previous_secret",
-            "subscriber__previous_secret_until",
-        )
+        ).values_list(*_TASK_FIELDS)
         return [tuple(row) for row in rows]
 
     # -- the sweeper -------------------------------------------------------------

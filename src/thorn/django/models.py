@@ -558,6 +558,15 @@ class Message(models.Model):
         _("payload"), blank=True, help_text=_("The payload as JSON text.")
     )
     sender = models.CharField(_("sender"), max_length=255, null=True, blank=True)
+    body = models.BinaryField(
+        _("body"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "The encoded body its deliveries post, stored once: a delivery "
+            "keeps a body of its own only when it differs (another content type)."
+        ),
+    )
     created_at = models.DateTimeField(
         _("created at"), default=timezone.now, db_index=True
     )
@@ -636,7 +645,12 @@ class Delivery(models.Model):
     event = models.CharField(_("event"), max_length=255)
     url = models.TextField(_("URL"))
     content_type = models.CharField(_("content type"), max_length=128)
-    body = models.BinaryField(_("body"))
+    body = models.BinaryField(
+        _("body"),
+        null=True,
+        blank=True,
+        help_text=_("Empty (NULL): the message's body, shared by its deliveries."),
+    )
     hmac_digest = models.CharField(_("HMAC digest"), max_length=16, default="sha256")
     static_secret = models.TextField(
         _("secret of a static subscriber"), null=True, blank=True
@@ -655,7 +669,17 @@ class Delivery(models.Model):
         choices=DeliveryStatus.choices,
         default=DeliveryStatus.PENDING,
     )
-    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    attempts = models.PositiveIntegerField(
+        _("attempts"),
+        default=0,
+        help_text=_("Tries since it was queued or last replayed (the retry ladder)."),
+    )
+    logged_attempts = models.PositiveIntegerField(
+        _("logged attempts"),
+        default=0,
+        editable=False,
+        help_text=_("Tries in the attempt log: never reset, numbers the next one."),
+    )
     next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
     lease_owner = models.CharField(
         _("leased by"), max_length=255, null=True, blank=True
@@ -691,6 +715,12 @@ class Delivery(models.Model):
     @property
     def redacted_url(self) -> str:
         return redact_url(self.url)
+
+    @property
+    def payload_body(self) -> bytes:
+        """The bytes this delivery posts: its own body, or its message's."""
+        body = self.body if self.body is not None else self.message.body
+        return bytes(body or b"")
 
 
 class Attempt(models.Model):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
 import json
 import logging
 import re
@@ -10,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from django.db import connections, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, Exists, OuterRef, Q, Value, When
 from django.utils import timezone
@@ -81,11 +83,25 @@ def as_timedelta(value: Any, *, setting: str = "duration") -> datetime.timedelta
 
 # -- SQL ------------------------------------------------------------------------------
 
-# The columns a claim returns, in DeliveryTask order, then the subscriber's.
+# The columns a claim returns, in DeliveryTask order, then the count of
+# logged tries and the subscriber's key (last: the SQLite claim reads it so).
+# Every claim adds the subscriber's current secret, digest, URL, previous
+# secret and its end, and the message's body (_CURRENT_COLUMNS).
 _TASK_COLUMNS = (
     "id, message_id, event, url, body, content_type, subscription, "
     "static_secret, static_extra_secrets, hmac_digest, attempts, headers, "
-    "timeout, policy, subscriber_id"
+    "timeout, policy, logged_attempts, subscriber_id"
+)
+
+# The same through the ORM (other databases).
+_TASK_FIELDS = (
+    *(c.strip() for c in _TASK_COLUMNS.split(",")),
+    "subscriber__hmac_secret",
+    "subscriber__hmac_digest",
+    "subscriber__url",
+    "subscriber__previous_secret",
+    "subscriber__previous_secret_until",
+    "message__body",
 )
 
 # Due: pending, next_attempt_at passed (a claim moves it to the end of the
@@ -114,8 +130,9 @@ WITH due AS MATERIALIZED (
     RETURNING {returning}
 )
 SELECT c.*, s.hmac_secret, s.hmac_digest, s.url, s.previous_secret,
-    s.previous_secret_until
+    s.previous_secret_until, m.body
 FROM claimed c LEFT JOIN {subscriber} s ON s.id = c.subscriber_id
+LEFT JOIN {message} m ON c.body IS NULL AND m.id = c.message_id
 """
 
 # PostgreSQL plans the claim on statistics that an outbox table, filled and
@@ -133,24 +150,59 @@ _PLAN_CLAIM_POSTGRESQL = (
     "set_config('jit', 'off', true)"
 )
 
-# SQLite serialises writers: one UPDATE that picks and leases the rows cannot
-# interleave with another engine's. The status is written out (not a parameter)
-# so that SQLite uses the partial index of pending rows. The due rows are found
-# with one join (not a subquery per row); RETURNING cannot read a joined
-# table, so the claim reads the few distinct subscribers of the batch apart,
-# in the same transaction (which holds the write lock by then).
-_CLAIM_SQLITE = """
-UPDATE {delivery}
-SET lease_owner = %s, leased_until = %s, next_attempt_at = %s, updated_at = %s
-WHERE id IN (
-    SELECT d.id FROM {delivery} d
-    LEFT JOIN {subscriber} s ON s.id = d.subscriber_id
-    WHERE d.status = 'pending' AND d.next_attempt_at <= %s
-    AND (d.static_subscriber OR s.active)
-    ORDER BY d.next_attempt_at
-    LIMIT %s
+# SQLite serialises writers: in the claim's write transaction (BEGIN
+# IMMEDIATE) nobody else can pick the same rows. The claim reads the due rows
+# as ONE JSON value, then leases them with one UPDATE. Why: Python's sqlite3
+# lets go of the GIL around every step of a statement, one per row read, and
+# each time takes it back only when the event loop's thread gives it up (up
+# to the switch interval, 5 ms, if that thread is busy): 1,000 rows read one
+# by one beside a busy event loop took seconds. One row: one step. hex()
+# because JSON holds no blobs (NULL: the message's body). {pick} is the
+# condition on d (the delivery) and s (its subscriber, if stored), with an
+# ORDER BY and LIMIT if any.
+_PICK_SQLITE = """
+SELECT json_group_array(json_array(
+    id, message_id, event, url,
+    CASE WHEN body IS NULL THEN NULL ELSE hex(body) END,
+    content_type, subscription, static_secret, static_extra_secrets,
+    hmac_digest, attempts, headers, timeout, policy, logged_attempts,
+    subscriber_id))
+FROM (
+    SELECT d.id, d.message_id, d.event, d.url, d.body, d.content_type,
+        d.subscription, d.static_secret, d.static_extra_secrets,
+        d.hmac_digest, d.attempts, d.headers, d.timeout, d.policy,
+        d.logged_attempts, d.subscriber_id
+    FROM {delivery} d LEFT JOIN {subscriber} s ON s.id = d.subscriber_id
+    WHERE {pick}
 )
-RETURNING {returning}
+"""
+
+# The engine's pick: the oldest due rows. The status is written out (not a
+# parameter) so that SQLite uses the partial index of pending rows.
+_OLDEST_DUE_SQLITE = """
+    d.status = 'pending' AND d.next_attempt_at <= ?
+    AND (d.static_subscriber OR s.active)
+    ORDER BY d.next_attempt_at LIMIT ?"""
+
+# The rows picked (their ids as one JSON array: one parameter, so one
+# statement text, prepared once).
+_LEASE_SQLITE = """
+UPDATE {delivery}
+SET lease_owner = ?, leased_until = ?, next_attempt_at = ?, updated_at = ?
+WHERE id IN (SELECT value FROM json_each(?))
+"""
+
+# The batch's subscribers (current secret, digest, URL, previous secret) and
+# message bodies, one JSON value each (as above).
+_SUBSCRIBERS_SQLITE = """
+SELECT json_group_array(json_array(
+    id, hmac_secret, hmac_digest, url, previous_secret, previous_secret_until))
+FROM {subscriber} WHERE id IN (SELECT value FROM json_each(?))
+"""
+_BODIES_SQLITE = """
+SELECT json_group_array(json_array(
+    id, CASE WHEN body IS NULL THEN NULL ELSE hex(body) END))
+FROM {message} WHERE id IN (SELECT value FROM json_each(?))
 """
 
 # Attempts are numbered on from the delivery's last one (a replay resets the
@@ -178,6 +230,7 @@ WITH v (id, status, next_attempt_at, status_code, error, completed_at,
         succeeded) AS (VALUES {rows})
 UPDATE {delivery}
 SET status = v.status, attempts = {delivery}.attempts + 1,
+    logged_attempts = {delivery}.logged_attempts + 1,
     next_attempt_at = {next_attempt_at}, last_status_code = {status_code},
     last_error = v.error, completed_at = {completed_at},
     lease_owner = NULL, leased_until = NULL, updated_at = %s
@@ -229,17 +282,52 @@ FROM {delivery} d WHERE d.id = %s
 
 _UPDATE_DELIVERY = """
 UPDATE {delivery}
-SET status = %s, attempts = attempts + 1, next_attempt_at = %s,
+SET status = %s, attempts = attempts + 1,
+    logged_attempts = logged_attempts + 1, next_attempt_at = %s,
     last_status_code = %s, last_error = %s, completed_at = %s,
     lease_owner = NULL, leased_until = NULL, updated_at = %s
 WHERE id = %s AND status = %s AND (lease_owner = %s OR %s)
 """
 
-#: Rows per multi-row INSERT of ``enqueue`` (21 parameters each, under
+# record()'s quick way, for deliveries it claimed (it knows how many tries
+# each has in the log): the attempts as they are, numbered here...
+_INSERT_NUMBERED_ATTEMPTS = """
+INSERT INTO {attempt}
+    (delivery_id, number, started_at, duration_ms, status_code, error,
+     response_excerpt)
+VALUES {rows}
+"""
+
+# ...and the successes of one status code in one statement (a success counts
+# whoever reports it, as above).
+_UPDATE_SUCCEEDED = """
+UPDATE {delivery}
+SET status = %s, attempts = attempts + 1, logged_attempts = logged_attempts + 1,
+    next_attempt_at = NULL, last_status_code = %s, last_error = '',
+    completed_at = %s, lease_owner = NULL, leased_until = NULL, updated_at = %s
+WHERE {unindexed}status = %s AND id IN ({marks})
+"""
+
+# SQLite would read the statements above through the index of pending rows
+# (all of them) for "status = %s": a unary "+" keeps it to the primary key.
+_UNINDEXED = {"sqlite": "+"}
+
+# When an update left a row out (another engine had tried the delivery
+# since: our lease ran out), its count of logged tries is read from the log.
+# (Both tries may then carry the same number: each engine numbered its own
+# from the count it claimed. The log keeps both, in order of their ids.)
+_RECOUNT_LOGGED = """
+UPDATE {delivery}
+SET logged_attempts = (
+    SELECT COUNT(*) FROM {attempt} a WHERE a.delivery_id = {delivery}.id)
+WHERE id IN ({marks})
+"""
+
+#: Rows per multi-row INSERT of ``enqueue`` (22 parameters each, under
 #: SQLite's 32,766).
 INSERT_CHUNK_SIZE = 500
 
-_MESSAGE_COLUMNS = ("id", "event", "data", "sender", "created_at")
+_MESSAGE_COLUMNS = ("id", "event", "data", "sender", "body", "created_at")
 # In the order of DjangoOutboxStore._delivery_row; the columns left out
 # (lease, last status code, completion) start NULL.
 _DELIVERY_COLUMNS = (
@@ -260,6 +348,7 @@ _DELIVERY_COLUMNS = (
     "policy",
     "status",
     "attempts",
+    "logged_attempts",
     "next_attempt_at",
     "last_error",
     "created_at",
@@ -376,6 +465,39 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+@functools.lru_cache(maxsize=512)
+def _qmark(sql: str) -> str:
+    """``%s`` placeholders as ``?`` (the engine's SQL has no other ``%``)."""
+    return sql.replace("%s", "?")
+
+
+class _QmarkCursor:
+    """A DB-API SQLite cursor taking the store's ``%s`` placeholders."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._raw.execute(_qmark(sql), params)
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        self._raw.executemany(_qmark(sql), params)
+
+    @property
+    def rowcount(self) -> int:
+        count: int = self._raw.rowcount
+        return count
+
+    def fetchone(self) -> Any:
+        return self._raw.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        rows: list[Any] = self._raw.fetchall()
+        return rows
+
+
 class DjangoOutboxStore:
     """The outbox (:class:`~thorn.engine.store.OutboxStore`) in Django's database.
 
@@ -387,6 +509,10 @@ class DjangoOutboxStore:
     def __init__(self, *, using: str | None = None, app: Any = None) -> None:
         self.using = using or router.db_for_write(Delivery)
         self._app = app
+        # Claimed deliveries' count of logged tries, by id, until recorded
+        # or released: record() numbers their attempts without reading the
+        # log. Used from one thread (the engine's database thread).
+        self._logged: dict[str, int] = {}
 
     @property
     def connection(self) -> BaseDatabaseWrapper:
@@ -406,6 +532,23 @@ class DjangoOutboxStore:
             "attempt": quote(Attempt._meta.db_table),
             "message": quote(Message._meta.db_table),
         }
+
+    @contextlib.contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        """A cursor for the engine's statements (``%s`` placeholders). On
+        SQLite the DB-API one: Django's rewrites the placeholders of each
+        statement with a regular expression, every time, and the record's
+        statements are long."""
+        if self.connection.vendor != "sqlite":
+            with self.connection.cursor() as cursor:
+                yield cursor
+            return
+        self.connection.ensure_connection()
+        raw = self.connection.connection.cursor()
+        try:
+            yield _QmarkCursor(raw)
+        finally:
+            raw.close()
 
     def _time(self, value: datetime.datetime | None) -> Any:
         """A datetime as this backend takes it in raw SQL."""
@@ -443,16 +586,23 @@ class DjangoOutboxStore:
                 request.event,
                 id(request.data),
             )
+            body = request.body
+            if body is None:
+                body = request._encoded_body()
             message = messages.get(key)
             if message is None:
+                # The body is kept once, with the message; a delivery keeps
+                # its own only if it differs (another content type).
                 message = messages[key] = (
                     key if isinstance(key, str) else new_id(),
                     request.event,
                     _payload_text(request.data),
                     None if request.sender is None else str(request.sender)[:255],
+                    body,
                     when,
                 )
-            deliveries.append(self._delivery_row(request, message[0], when))
+            own = None if body == message[4] else body
+            deliveries.append(self._delivery_row(request, message[0], own, when))
         if self.connection.in_atomic_block:
             self._insert(list(messages.values()), deliveries)
         else:
@@ -495,13 +645,13 @@ class DjangoOutboxStore:
                     )
 
     @staticmethod
-    def _delivery_row(request: Request, message_id: str, when: Any) -> tuple[Any, ...]:
-        """A delivery's row, in ``_DELIVERY_COLUMNS`` order."""
+    def _delivery_row(
+        request: Request, message_id: str, body: bytes | None, when: Any
+    ) -> tuple[Any, ...]:
+        """A delivery's row, in ``_DELIVERY_COLUMNS`` order (``body``: None
+        for the message's)."""
         sub = request.subscriber
         stored = isinstance(sub, Subscriber) and sub.pk is not None
-        body = request.body
-        if body is None:
-            body = request._encoded_body()
         return (
             request.id,
             message_id,
@@ -532,6 +682,7 @@ class DjangoOutboxStore:
             request.timeout,
             _json_text(request.policy.to_dict()),
             PENDING,
+            0,
             0,
             when,
             "",
@@ -596,36 +747,74 @@ class DjangoOutboxStore:
         until: datetime.datetime,
         now: datetime.datetime,
     ) -> list[tuple[Any, ...]]:
-        tables = self._tables()
-        sql = _CLAIM_SQLITE.format(returning=_TASK_COLUMNS, **tables)
-        at = self._time(until)
-        when = self._time(now)
-        params = [owner, at, at, when, when, limit]
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return self._with_subscribers_sqlite(cursor, cursor.fetchall())
+        return self._claim_picked_sqlite(
+            _OLDEST_DUE_SQLITE, [self._time(now), limit], owner, until, now
+        )
 
-    def _with_subscribers_sqlite(
-        self, cursor: Any, rows: Sequence[tuple[Any, ...]]
+    def _claim_picked_sqlite(
+        self,
+        pick: str,
+        params: Sequence[Any],
+        owner: str,
+        until: datetime.datetime,
+        now: datetime.datetime,
     ) -> list[tuple[Any, ...]]:
-        """SQLite's claimed ``rows`` (subscriber id last) with their
-        subscriber's current secret, digest, URL and previous secret added
-        (RETURNING cannot read a joined table), read on ``cursor``."""
-        subscribers = self._tables()["subscriber"]
-        keys = {row[-1] for row in rows} - {None}
-        current: dict[Any, tuple[Any, ...]] = {}
-        for chunk in _chunks(sorted(keys), CHUNK_SIZE):
-            marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(
-                "SELECT id, hmac_secret, hmac_digest, url, "  # noqa: S608
-                "previous_secret, previous_secret_until "
-                f"FROM {subscribers} WHERE id IN ({marks})",
-                list(chunk),
+        """Read the pending rows ``pick`` selects (``_PICK_SQLITE``), lease
+        them and return them with their subscriber's and message's columns
+        (``_TASK_COLUMNS`` then ``_TASK_FIELDS``'). In a transaction."""
+        tables = self._tables()
+        self.connection.ensure_connection()
+        # The DB-API cursor: Django's would rewrite each statement's
+        # placeholders with a regular expression, every time.
+        cursor = self.connection.connection.cursor()
+        try:
+            picked = self._json_rows(
+                cursor, _PICK_SQLITE.format(pick=pick, **tables), params
             )
-            for pk, *columns in cursor.fetchall():
-                current[pk] = tuple(columns)
+            if not picked:
+                return []
+            at = self._time(until)
+            cursor.execute(
+                _LEASE_SQLITE.format(**tables),
+                [owner, at, at, self._time(now), _json_text([r[0] for r in picked])],
+            )
+            keys = {row[-1] for row in picked} - {None}
+            current = {}
+            if keys:
+                for pk, *columns in self._json_rows(
+                    cursor,
+                    _SUBSCRIBERS_SQLITE.format(**tables),
+                    [_json_text(sorted(keys))],
+                ):
+                    current[pk] = tuple(columns)
+            shared = {row[1] for row in picked if row[4] is None}
+            bodies: dict[Any, Any] = {}
+            if shared:
+                for pk, body in self._json_rows(
+                    cursor,
+                    _BODIES_SQLITE.format(**tables),
+                    [_json_text(sorted(shared))],
+                ):
+                    bodies[pk] = None if body is None else bytes.fromhex(body)
+        finally:
+            cursor.close()
         missing = (None, None, None, None, None)
-        return [(*row, *current.get(row[-1], missing)) for row in rows]
+        rows = []
+        for row in picked:
+            body = row[4]
+            row[4] = None if body is None else bytes.fromhex(body)
+            rows.append((*row, *current.get(row[-1], missing), bodies.get(row[1])))
+        return rows
+
+    @staticmethod
+    def _json_rows(cursor: Any, sql: str, params: Sequence[Any]) -> list[list[Any]]:
+        """The rows of a ``SELECT json_group_array(json_array(...))``."""
+        cursor.execute(sql, params)
+        found = cursor.fetchone()
+        if not found or not found[0]:
+            return []
+        rows: list[list[Any]] = orjson.loads(found[0])
+        return rows
 
     def _claim_portable(
         self,
@@ -648,13 +837,8 @@ class DjangoOutboxStore:
         deliveries.filter(pk__in=ids, status=PENDING).update(
             lease_owner=owner, leased_until=until, next_attempt_at=until, updated_at=now
         )
-        columns = [c.strip() for c in _TASK_COLUMNS.split(",")]
-        names = [*columns, "subscriber__hmac_secret", "subscriber__hmac_digest"]
         rows = deliveries.filter(pk__in=ids, lease_owner=owner).values_list(
-            *names,
-            "subscriber__url",
-            "subscriber__previous_secret",
-            "subscriber__previous_secret_until",
+            *_TASK_FIELDS
         )
         return [tuple(row) for row in rows]
 
@@ -695,13 +879,19 @@ class DjangoOutboxStore:
             headers,
             timeout,
             policy,
+            logged,
             subscriber_id,
             current_secret,
             current_digest,
             current_url,
             previous_secret,
             previous_until,
+            message_body,
         ) = row
+        if body is None:
+            body = message_body if message_body is not None else b""
+        pk = pk if type(pk) is str else str(pk)
+        self._logged[pk] = int(logged)
         extra: tuple[str, ...] = ()
         if subscriber_id is not None:
             secret = current_secret
@@ -712,7 +902,7 @@ class DjangoOutboxStore:
         else:
             secret, extra = static_secret, _extra_secrets(static_extra)
         return DeliveryTask(
-            id=pk if type(pk) is str else str(pk),
+            id=pk,
             message_id=message_id if type(message_id) is str else str(message_id),
             event=event,
             url=url,
@@ -734,12 +924,16 @@ class DjangoOutboxStore:
     ) -> None:
         """Store attempts and new states in one transaction; drop the leases.
 
-        Two multi-row statements per ``RECORD_CHUNK_SIZE`` results (on
-        PostgreSQL and SQLite; elsewhere each is run for every result:
-        executemany), then, only where the batch has such subscribers: one
-        to end runs of failures, one or two to start them, one to find those
-        failing for ``THORN_AUTO_DISABLE_AFTER`` and one to disable them, two
-        to disable those that answered 410 Gone.
+        On PostgreSQL and SQLite, per ``RECORD_CHUNK_SIZE`` results: one
+        multi-row INSERT of the attempts, one UPDATE of the successes per
+        status code, one of the rest. Attempts of deliveries this store
+        claimed are numbered from the count it read then; others (and all,
+        if a delivery was deleted meanwhile) are numbered from the log by
+        the statements themselves. Elsewhere each statement runs for every
+        result (executemany). Then, only where the batch has such
+        subscribers: one to end runs of failures, one or two to start them,
+        one to find those failing for ``THORN_AUTO_DISABLE_AFTER`` and one to
+        disable them, two to disable those that answered 410 Gone.
         """
         if not results:
             return
@@ -778,22 +972,139 @@ class DjangoOutboxStore:
             else:  # failed, gone
                 state = (FAILED, None, code, error, when, 0)
             updates.append((result.delivery_id, *state))
-        with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+        logged = self._logged
+        numbers = [logged.pop(result.delivery_id, None) for result in results]
+        try:
+            self._store_results(
+                tables, casts, attempts, updates, numbers, owner, when, results, now
+            )
+        except IntegrityError:
+            if all(number is None for number in numbers):
+                raise
+            # A delivery was deleted while it was tried: the exact statements
+            # log nothing for it (the others as ever).
+            self._store_results(
+                tables,
+                casts,
+                attempts,
+                updates,
+                [None] * len(numbers),
+                owner,
+                when,
+                results,
+                now,
+            )
+
+    def _store_results(
+        self,
+        tables: dict[str, str],
+        casts: dict[str, str] | None,
+        attempts: list[tuple[Any, ...]],
+        updates: list[tuple[Any, ...]],
+        numbers: list[int | None],
+        owner: str,
+        when: Any,
+        results: Sequence[AttemptResult],
+        now: datetime.datetime,
+    ) -> None:
+        with transaction.atomic(using=self.using), self._cursor() as cursor:
             if casts is None:
                 self._record_each(cursor, tables, attempts, updates, owner, when)
             else:
+                quick = set()
                 for batch in _rounds(range(len(updates)), updates):
                     for chunk in _chunks(batch, RECORD_CHUNK_SIZE):
-                        self._record_many(
-                            cursor,
-                            tables,
-                            casts,
-                            [attempts[i] for i in chunk],
-                            [updates[i] for i in chunk],
-                            owner,
-                            when,
-                        )
+                        # A delivery's second result in one call is numbered
+                        # from the log (its first is stored by then).
+                        known: list[int] = []
+                        left: list[int] = []
+                        for i in chunk:
+                            if numbers[i] is None or updates[i][0] in quick:
+                                left.append(i)
+                            else:
+                                known.append(i)
+                        quick.update(updates[i][0] for i in known)
+                        if known:
+                            self._record_numbered(
+                                cursor,
+                                tables,
+                                casts,
+                                [(*attempts[i], numbers[i]) for i in known],
+                                [updates[i] for i in known],
+                                owner,
+                                when,
+                            )
+                        if left:
+                            self._record_many(
+                                cursor,
+                                tables,
+                                casts,
+                                [attempts[i] for i in left],
+                                [updates[i] for i in left],
+                                owner,
+                                when,
+                            )
             self._update_subscribers(results, now)
+
+    def _record_numbered(
+        self,
+        cursor: Any,
+        tables: dict[str, str],
+        casts: dict[str, str],
+        attempts: list[tuple[Any, ...]],
+        updates: list[tuple[Any, ...]],
+        owner: str,
+        when: Any,
+    ) -> None:
+        """Attempts (their count of logged tries last) and states of claimed
+        deliveries, each there once: an INSERT, an UPDATE per success code,
+        one for the rest."""
+        unindexed = _UNINDEXED.get(self.connection.vendor, "")
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(attempts))
+        cursor.execute(
+            _INSERT_NUMBERED_ATTEMPTS.format(rows=rows, **tables),
+            [
+                value
+                for pk, started, duration, code, error, excerpt, logged in attempts
+                for value in (pk, logged + 1, started, duration, code, error, excerpt)
+            ],
+        )
+        by_code: dict[Any, list[Any]] = {}
+        others = []
+        for row in updates:
+            if row[1] == SUCCEEDED:
+                by_code.setdefault(row[3], []).append(row[0])
+            else:
+                others.append(row)
+        missed: list[Any] = []
+        for code, ids in by_code.items():
+            cursor.execute(
+                _UPDATE_SUCCEEDED.format(
+                    marks=", ".join(["%s"] * len(ids)), unindexed=unindexed, **tables
+                ),
+                [SUCCEEDED, code, when, when, PENDING, *ids],
+            )
+            if cursor.rowcount != len(ids):
+                missed.extend(ids)
+        if others:
+            rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(others))
+            cursor.execute(
+                _UPDATE_DELIVERIES.format(rows=rows, **tables, **casts),
+                [*(value for row in others for value in row), when, PENDING, owner],
+            )
+            changed = cursor.rowcount
+            if changed < 0:
+                # Python 3.11's sqlite3 counts no rows for a statement that
+                # starts with WITH.
+                cursor.execute("SELECT changes()")
+                changed = cursor.fetchone()[0]
+            if changed != len(others):
+                missed.extend(row[0] for row in others)
+        for chunk in _chunks(missed, CHUNK_SIZE):
+            cursor.execute(
+                _RECOUNT_LOGGED.format(marks=", ".join(["%s"] * len(chunk)), **tables),
+                list(chunk),
+            )
 
     @staticmethod
     def _record_many(
@@ -990,6 +1301,8 @@ class DjangoOutboxStore:
         """Give leased deliveries back untried: due again at once."""
         if not delivery_ids:
             return
+        for pk in delivery_ids:
+            self._logged.pop(pk, None)
         now = timezone.now()
         Delivery.objects.using(self.using).filter(
             pk__in=list(delivery_ids), lease_owner=owner, status=PENDING

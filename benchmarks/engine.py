@@ -366,8 +366,9 @@ async def thorn1_loop(receiver: FastReceiver, count: int) -> tuple[float, int]:
 _DB_DIR: list[str] = []
 
 
-def setup_django() -> None:
-    """Django on a temporary SQLite file (WAL, full sync: commits are durable)."""
+def setup_django(folder: str | None = None, *, migrate: bool = True) -> None:
+    """Django on a temporary SQLite file (WAL, full sync: commits are durable);
+    ``folder``: the one another process made."""
     import django
     from django.conf import settings
     from django.core.management import call_command
@@ -376,7 +377,7 @@ def setup_django() -> None:
 
     if settings.configured:
         return
-    folder = tempfile.mkdtemp(prefix="thorn-bench-")
+    folder = folder or tempfile.mkdtemp(prefix="thorn-bench-")
     _DB_DIR.append(folder)
     settings.configure(
         DATABASES={
@@ -401,7 +402,8 @@ def setup_django() -> None:
         LOGGING_CONFIG=None,
     )
     django.setup()
-    call_command("migrate", verbosity=0)
+    if migrate:
+        call_command("migrate", verbosity=0)
 
 
 def _requests(url: str, count: int) -> list[Any]:
@@ -434,7 +436,91 @@ def engine_sqlite(receiver: FastReceiver, count: int) -> Awaitable[tuple[float, 
     return _drive_engine(store, count)
 
 
+def _engine_process(folder: str, go: Any, stop: Any) -> None:
+    """One more engine process on the benchmark's SQLite file."""
+    from thorn.transport.client import new_event_loop
+
+    setup_django(folder, migrate=False)
+    from thorn.django.store import DjangoOutboxStore
+    from thorn.engine.core import DeliveryEngine
+    from thorn.validators import ensure_protocol
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        engine = DeliveryEngine(
+            DjangoOutboxStore(),
+            batch=1000,
+            concurrency=CONCURRENCY,
+            per_host=CONCURRENCY,
+            poll_interval=0.02,
+            validators=[ensure_protocol("http")],
+        )
+        go.set()
+
+        def watch() -> None:
+            if stop.is_set():
+                done.set()
+            else:
+                loop.call_later(0.05, watch)
+
+        watch()
+        await engine.run(done)
+
+    loop = new_event_loop()
+    loop.run_until_complete(main())
+    loop.close()
+
+
+async def engine_processes(
+    receiver: FastReceiver, count: int, processes: int = 2
+) -> tuple[float, int]:
+    """``processes`` engine processes on one SQLite file (each as in
+    ``engine``); the time runs from the commit until every attempt is stored."""
+    setup_django()
+    from asgiref.sync import sync_to_async
+    from django.db import connection
+
+    from thorn.django.models import Delivery
+    from thorn.django.store import DjangoOutboxStore
+
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    children = []
+    for _ in range(processes):
+        go = ctx.Event()
+        child = ctx.Process(target=_engine_process, args=(_DB_DIR[0], go, stop))
+        child.start()
+        children.append((child, go))
+    try:
+        for _child, go in children:
+            if not go.wait(60):
+                raise RuntimeError("an engine process did not start")
+        requests = _requests(receiver.url("/engine-processes"), count)
+        before = await sync_to_async(
+            Delivery.objects.filter(status="succeeded").count
+        )()
+        await sync_to_async(DjangoOutboxStore().enqueue)(requests)
+        start = time.perf_counter()
+        succeeded = Delivery.objects.filter(status="succeeded")
+
+        def finished() -> bool:
+            try:
+                return succeeded.count() - before >= count
+            finally:
+                connection.close()
+
+        while not await sync_to_async(finished)():
+            await asyncio.sleep(0.02)
+        return time.perf_counter() - start, count
+    finally:
+        stop.set()
+        for child, _go in children:
+            child.join(30)
+
+
 CASES: dict[str, Case] = {
+    "engine-2p": engine_processes,
     "engine": engine_sqlite,  # type: ignore[dict-item]
     "engine-memory": engine_memory,  # type: ignore[dict-item]
     "aiohttp": aiohttp_loop,

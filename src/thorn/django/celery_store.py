@@ -111,7 +111,7 @@ class CeleryOutboxStore(DjangoOutboxStore):
                         self._claim_ids_portable(chunk, owner, until, now, due_by)
                     )
         rows.sort(key=lambda row: str(row[0]))
-        return [self._task_of(row, now) for row in rows]
+        return self._tasks_of(rows, now)
 
     def _claim_ids_postgresql(
         self,

@@ -630,7 +630,7 @@ class DjangoOutboxStore:
         a model instance and prepare each field of each row again."""
         tables = self._tables()
         json_cast = _JSON_CAST.get(self.connection.vendor, "%s")
-        with self.connection.cursor() as cursor:
+        with self._cursor() as cursor:
             for table, columns, rows, marks in (
                 (tables["message"], _MESSAGE_COLUMNS, messages, None),
                 (tables["delivery"], _DELIVERY_COLUMNS, deliveries, json_cast),
@@ -712,7 +712,7 @@ class DjangoOutboxStore:
             else:
                 rows = self._claim_portable(owner, limit, until, now)
         rows.sort(key=lambda row: str(row[0]))
-        return [self._task_of(row, now) for row in rows]
+        return self._tasks_of(rows, now)
 
     def _claim_postgresql(
         self,
@@ -863,7 +863,21 @@ class DjangoOutboxStore:
             until = until.replace(tzinfo=datetime.UTC)
         return previous_secrets(secret, until, now)
 
-    def _task_of(self, row: Sequence[Any], now: datetime.datetime) -> DeliveryTask:
+    def _tasks_of(
+        self, rows: Sequence[Sequence[Any]], now: datetime.datetime
+    ) -> list[DeliveryTask]:
+        """The tasks of claimed rows (:meth:`_task_of` for each), the JSON
+        columns a batch repeats decoded once."""
+        task_of = self._task_of
+        decoded: dict[Any, Any] = {}
+        return [task_of(row, now, decoded) for row in rows]
+
+    def _task_of(
+        self,
+        row: Sequence[Any],
+        now: datetime.datetime,
+        decoded: dict[Any, Any] | None = None,
+    ) -> DeliveryTask:
         (
             pk,
             message_id,
@@ -901,22 +915,35 @@ class DjangoOutboxStore:
                 extra = self._previous(previous_secret, previous_until, now)
         else:
             secret, extra = static_secret, _extra_secrets(static_extra)
+        if decoded is None or type(headers) is not str or type(policy) is not str:
+            # (PostgreSQL's driver may give jsonb decoded already.)
+            pairs, rules = _headers(headers), _policy(policy)
+        else:
+            # Keyed by the stored text: an array (headers) is never equal to
+            # an object (policy).
+            pairs = decoded.get(headers)
+            if pairs is None:
+                pairs = decoded[headers] = _headers(headers)
+            rules = decoded.get(policy)
+            if rules is None:
+                rules = decoded[policy] = _policy(policy)
+        # Positional: this runs once per claimed delivery.
         return DeliveryTask(
-            id=pk,
-            message_id=message_id if type(message_id) is str else str(message_id),
-            event=event,
-            url=url,
-            body=body if type(body) is bytes else bytes(body),
-            content_type=content_type,
-            subscription=subscription or "",
-            hmac_secret=secret or None,
-            hmac_digest=digest or "sha256",
-            attempts=int(attempts),
-            extra_secrets=extra,
-            headers=_headers(headers),
-            timeout=float(timeout),
-            policy=_policy(policy),
-            subscriber_key=subscriber_id,
+            pk,
+            message_id if type(message_id) is str else str(message_id),
+            event,
+            url,
+            body if type(body) is bytes else bytes(body),
+            content_type,
+            subscription or "",
+            secret or None,
+            digest or "sha256",
+            int(attempts),
+            extra,
+            pairs,
+            float(timeout),
+            rules,
+            subscriber_id,
         )
 
     def record(
@@ -1158,9 +1185,11 @@ class DjangoOutboxStore:
         utc = datetime.UTC
 
         def adapt(value: datetime.datetime | None) -> Any:
-            # What Django's SQLite backend writes: naive UTC, str().
+            # What Django's SQLite backend writes: naive UTC, str() (no
+            # fraction when it is 0), here without the copy replace() makes.
             if value is not None and value.tzinfo is utc:
-                return str(value.replace(tzinfo=None))
+                text = value.isoformat(" ")
+                return text[:26] if value.microsecond else text[:19]
             return slow(value)
 
         return adapt

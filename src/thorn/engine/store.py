@@ -21,9 +21,12 @@ __all__ = ["AttemptResult", "DeliveryTask", "OutboxStore", "Outcome"]
 Outcome = Literal["succeeded", "retry", "failed", "gone"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through
+# object.__setattr__, eight times slower than a plain one, and the engine
+# makes two of these per delivery. Treat them as read-only all the same.
+@dataclass(slots=True)
 class DeliveryTask:
-    """One due delivery, as claimed: everything needed to post it."""
+    """One due delivery, as claimed: everything needed to post it (read-only)."""
 
     id: str  # the delivery id: Hook-Delivery and webhook-id, same on every try
     message_id: str
@@ -42,9 +45,9 @@ class DeliveryTask:
     subscriber_key: Any = None  # the store's key of the subscriber (auto-disable)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptResult:
-    """The result of one try of one delivery."""
+    """The result of one try of one delivery (read-only)."""
 
     delivery_id: str
     outcome: Outcome

@@ -217,6 +217,10 @@ def _parse(url: str) -> URL:
 
 
 def _check_characters(url: str) -> None:
+    if url.isascii() and url.isprintable() and " " not in url and "\\" not in url:
+        # Printable ASCII but the space: nothing refused (the loop below
+        # costs a call per character; a webhook URL is nearly always this).
+        return
     for position, char in enumerate(url):
         if char == "\\":
             raise InvalidURL(
@@ -323,7 +327,22 @@ def _parse_ipv6(text: str, url: str) -> str:
         ) from None
 
 
+#: Hosts already parsed (text as written: canonical form); many URLs share one.
+_HOSTS: dict[str, str] = {}
+_HOSTS_MAX = 4096
+
+
 def _parse_host(text: str, url: str) -> str:
+    host = _HOSTS.get(text)
+    if host is None:
+        host = _parse_new_host(text, url)
+        if len(_HOSTS) >= _HOSTS_MAX:
+            _HOSTS.clear()
+        _HOSTS[text] = host
+    return host
+
+
+def _parse_new_host(text: str, url: str) -> str:
     if not text:
         raise InvalidURL(
             f"{_show(url)} has no host; give one after '//', e.g. {_EXAMPLE!r}"

@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import io
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -112,7 +113,9 @@ def statements_run() -> Iterator[list[str]]:
     else:
         with CaptureQueriesContext(connection) as queries:
             yield found
-        found.extend(q["sql"].strip() for q in queries)
+        # Django logs executemany() as "<n> times: <sql>": one statement
+        # sent n times (psycopg pipelines them).
+        found.extend(re.sub(r"^\d+ times: ", "", q["sql"].strip()) for q in queries)
 
 
 # -- enqueue ---------------------------------------------------------------------------

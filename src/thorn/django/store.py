@@ -637,12 +637,30 @@ class DjangoOutboxStore:
             ):
                 one = _row_marks(columns, marks)
                 names = ", ".join(columns)
-                for chunk in _chunks(rows, INSERT_CHUNK_SIZE):
-                    cursor.execute(
-                        f"INSERT INTO {table} ({names}) VALUES "  # noqa: S608
-                        + ", ".join([one] * len(chunk)),
-                        [value for row in chunk for value in row],
-                    )
+                self._insert_rows(
+                    cursor,
+                    f"INSERT INTO {table} ({names}) VALUES ",  # noqa: S608
+                    one,
+                    rows,
+                )
+
+    def _insert_rows(
+        self, cursor: Any, insert: str, one: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """``insert`` (``INSERT ... VALUES ``) of ``rows``, ``one`` being a
+        row's placeholders. PostgreSQL: one row per statement through
+        executemany, which psycopg pipelines (it parses each statement's
+        placeholders in Python, and that grows faster than the statement:
+        11,000 of them took 100 ms). Elsewhere: multi-row statements of
+        ``INSERT_CHUNK_SIZE`` rows."""
+        if self.connection.vendor == "postgresql":
+            cursor.executemany(insert + one, rows)
+            return
+        for chunk in _chunks(rows, INSERT_CHUNK_SIZE):
+            cursor.execute(
+                insert + ", ".join([one] * len(chunk)),
+                [value for row in chunk for value in row],
+            )
 
     @staticmethod
     def _delivery_row(
@@ -1086,14 +1104,15 @@ class DjangoOutboxStore:
         """Attempts (their count of logged tries last) and states of claimed
         deliveries, each there once: an INSERT, an UPDATE per success code,
         one for the rest."""
-        unindexed = _UNINDEXED.get(self.connection.vendor, "")
-        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(attempts))
-        cursor.execute(
-            _INSERT_NUMBERED_ATTEMPTS.format(rows=rows, **tables),
+        vendor = self.connection.vendor
+        unindexed = _UNINDEXED.get(vendor, "")
+        self._insert_rows(
+            cursor,
+            _INSERT_NUMBERED_ATTEMPTS.format(rows="", **tables),
+            "(%s, %s, %s, %s, %s, %s, %s)",
             [
-                value
+                (pk, logged + 1, started, duration, code, error, excerpt)
                 for pk, started, duration, code, error, excerpt, logged in attempts
-                for value in (pk, logged + 1, started, duration, code, error, excerpt)
             ],
         )
         by_code: dict[Any, list[Any]] = {}
@@ -1105,12 +1124,18 @@ class DjangoOutboxStore:
                 others.append(row)
         missed: list[Any] = []
         for code, ids in by_code.items():
-            cursor.execute(
-                _UPDATE_SUCCEEDED.format(
-                    marks=", ".join(["%s"] * len(ids)), unindexed=unindexed, **tables
-                ),
-                [SUCCEEDED, code, when, when, PENDING, *ids],
-            )
+            if vendor == "postgresql":
+                # One array parameter (see _insert_rows).
+                # As the key's own type, or the index is not used.
+                sql = _UPDATE_SUCCEEDED.replace(
+                    "IN ({marks})", "= ANY(CAST(%s AS char(36)[]))"
+                )
+                params = [SUCCEEDED, code, when, when, PENDING, ids]
+            else:
+                marks = ", ".join(["%s"] * len(ids))
+                sql = _UPDATE_SUCCEEDED.replace("{marks}", marks)
+                params = [SUCCEEDED, code, when, when, PENDING, *ids]
+            cursor.execute(sql.format(unindexed=unindexed, **tables), params)
             if cursor.rowcount != len(ids):
                 missed.extend(ids)
         if others:

@@ -933,18 +933,22 @@ class DjangoOutboxStore:
                 extra = self._previous(previous_secret, previous_until, now)
         else:
             secret, extra = static_secret, _extra_secrets(static_extra)
+        pairs: tuple[tuple[str, str], ...]
+        rules: dict[str, Any]
         if decoded is None or type(headers) is not str or type(policy) is not str:
             # (PostgreSQL's driver may give jsonb decoded already.)
             pairs, rules = _headers(headers), _policy(policy)
         else:
             # Keyed by the stored text: an array (headers) is never equal to
             # an object (policy).
-            pairs = decoded.get(headers)
-            if pairs is None:
-                pairs = decoded[headers] = _headers(headers)
-            rules = decoded.get(policy)
-            if rules is None:
-                rules = decoded[policy] = _policy(policy)
+            found = decoded.get(headers)
+            if found is None:
+                found = decoded[headers] = _headers(headers)
+            pairs = found
+            found = decoded.get(policy)
+            if found is None:
+                found = decoded[policy] = _policy(policy)
+            rules = found
         # Positional: this runs once per claimed delivery.
         return DeliveryTask(
             pk,
@@ -1056,7 +1060,7 @@ class DjangoOutboxStore:
             if casts is None:
                 self._record_each(cursor, tables, attempts, updates, owner, when)
             else:
-                quick = set()
+                quick: set[Any] = set()
                 for batch in _rounds(range(len(updates)), updates):
                     for chunk in _chunks(batch, RECORD_CHUNK_SIZE):
                         # A delivery's second result in one call is numbered

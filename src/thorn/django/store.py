@@ -150,16 +150,16 @@ _PLAN_CLAIM_POSTGRESQL = (
     "set_config('jit', 'off', true)"
 )
 
-# SQLite serialises writers: in the claim's write transaction (BEGIN
-# IMMEDIATE) nobody else can pick the same rows. The claim reads the due rows
-# as ONE JSON value, then leases them with one UPDATE. Why: Python's sqlite3
-# lets go of the GIL around every step of a statement, one per row read, and
-# each time takes it back only when the event loop's thread gives it up (up
-# to the switch interval, 5 ms, if that thread is busy): 1,000 rows read one
-# by one beside a busy event loop took seconds. One row: one step. hex()
-# because JSON holds no blobs (NULL: the message's body). {pick} is the
-# condition on d (the delivery) and s (its subscriber, if stored), with an
-# ORDER BY and LIMIT if any.
+# SQLite serialises writers: in the claim's write transaction nobody else
+# can pick the same rows (_LOCK_SQLITE takes the lock first). The claim
+# reads the due rows as ONE JSON value, then leases them with one UPDATE.
+# Why: Python's sqlite3 lets go of the GIL around every step of a
+# statement, one per row read, and each time takes it back only when the
+# event loop's thread gives it up (up to the switch interval, 5 ms, if that
+# thread is busy): 1,000 rows read one by one beside a busy event loop took
+# seconds. One row: one step. hex() because JSON holds no blobs (NULL: the
+# message's body). {pick} is the condition on d (the delivery) and s (its
+# subscriber, if stored), with an ORDER BY and LIMIT if any.
 _PICK_SQLITE = """
 SELECT json_group_array(json_array(
     id, message_id, event, url,
@@ -183,6 +183,9 @@ _OLDEST_DUE_SQLITE = """
     d.status = 'pending' AND d.next_attempt_at <= ?
     AND (d.static_subscriber OR s.active)
     ORDER BY d.next_attempt_at LIMIT ?"""
+
+# A write that writes nothing: SQLite's write lock, at once.
+_LOCK_SQLITE = "UPDATE {delivery} SET lease_owner = lease_owner WHERE 0"
 
 # The rows picked (their ids as one JSON array: one parameter, so one
 # statement text, prepared once).
@@ -786,6 +789,11 @@ class DjangoOutboxStore:
         # placeholders with a regular expression, every time.
         cursor = self.connection.connection.cursor()
         try:
+            # Take the write lock before reading (a statement that may write
+            # does, even one that writes nothing): in a DEFERRED transaction
+            # another engine could otherwise pick the same rows meanwhile,
+            # and one of the two would fail on its stale snapshot.
+            cursor.execute(_LOCK_SQLITE.format(**tables))
             picked = self._json_rows(
                 cursor, _PICK_SQLITE.format(pick=pick, **tables), params
             )

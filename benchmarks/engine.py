@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import functools
 import json
 import multiprocessing
@@ -436,6 +437,35 @@ def engine_sqlite(receiver: FastReceiver, count: int) -> Awaitable[tuple[float, 
     return _drive_engine(store, count)
 
 
+def _child_store(folder: str) -> Any:
+    """The Django store in the store process of ``engine-sp``."""
+    setup_django(folder, migrate=False)
+    from thorn.django.store import DjangoOutboxStore
+
+    return DjangoOutboxStore()
+
+
+def engine_store_process(
+    receiver: FastReceiver, count: int
+) -> Awaitable[tuple[float, int]]:
+    """The outbox engine with its store in a process of its own (as in engine)."""
+    setup_django()
+    from thorn.django.store import DjangoOutboxStore
+    from thorn.engine.process import ProcessStore
+
+    DjangoOutboxStore().enqueue(_requests(receiver.url("/engine-sp"), count))
+    store = ProcessStore(_child_store, _DB_DIR[0])
+    store.backlog(now=datetime.datetime.now(datetime.UTC))  # started before timing
+
+    async def run() -> tuple[float, int]:
+        try:
+            return await _drive_engine(store, count)
+        finally:
+            store.close()
+
+    return run()
+
+
 def _engine_process(folder: str, go: Any, stop: Any) -> None:
     """One more engine process on the benchmark's SQLite file."""
     from thorn.transport.client import new_event_loop
@@ -524,11 +554,16 @@ async def engine_processes(
 CASES: dict[str, Case] = {
     "engine": engine_sqlite,  # type: ignore[dict-item]
     "engine-2p": engine_processes,
+    "engine-sp": engine_store_process,
     "engine-memory": engine_memory,  # type: ignore[dict-item]
     "aiohttp": aiohttp_loop,
     "floor": floor_loop,
     "thorn1": thorn1_loop,
 }
+
+
+#: The cases on the Django store (left out by ``--store memory``).
+DJANGO_CASES = ("engine", "engine-2p", "engine-sp")
 
 
 def send_cost(
@@ -618,10 +653,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = args.only or list(CASES)
     if args.store == "memory":
-        names = [name for name in names if name not in ("engine", "engine-2p")]
+        names = [name for name in names if name not in DJANGO_CASES]
     rates: dict[str, list[float]] = {name: [] for name in names}
     busy: dict[str, list[float]] = {name: [] for name in names}
-    if {"engine", "engine-2p"} & set(names):
+    if set(DJANGO_CASES) & set(names):
         setup_django()  # not in the loop: Django's setup is synchronous
     loop = new_event_loop()
     asyncio.set_event_loop(loop)

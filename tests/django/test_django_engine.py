@@ -345,3 +345,107 @@ def test_the_worker_refuses_bad_engine_options_before_starting(
 
     with pytest.raises(CommandError, match=message):
         call_command("thorn_worker", option, value)
+
+
+# -- the store in a process of its own -----------------------------------------------
+
+
+def _store_children(worker: int) -> list[int]:
+    """The worker's store processes (its spawned children, not the tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == worker and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(USE_POSTGRESQL, reason="runs on a SQLite file in both runs")
+def test_a_worker_whose_store_process_is_killed_loses_nothing(
+    file_database: Path,
+) -> None:
+    folder = file_database
+    seen: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+
+    def count(hook: Hook) -> None:
+        with lock:
+            seen[hook.header("hook-delivery") or ""] += 1
+
+    with ListenerThread(record=False, on_hook=count) as receiver:
+        fill = _django(
+            folder,
+            "shell",
+            "-c",
+            textwrap.dedent(
+                f"""
+                from django.db import transaction
+                from thorn import Event
+                from thorn.django.models import Subscriber
+                Subscriber.objects.bulk_create(
+                    Subscriber(event="sp.test", url="{receiver.url("/s/")}%d" % i)
+                    for i in range(20)
+                )
+                with transaction.atomic():
+                    for n in range(100):
+                        Event("sp.test").send({{"n": n}})
+                """
+            ),
+        )
+        _check(fill, 120)
+        total = 2000
+        worker = _django(
+            folder,
+            "thorn_worker",
+            "--store-process",
+            "--lease=2",
+            "--batch=50",
+            "--concurrency=16",
+            "--poll-interval=0.05",
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(seen) < 300:
+                assert worker.poll() is None, worker.communicate()[0]
+                assert time.monotonic() < deadline, "the worker is stuck"
+                time.sleep(0.005)
+            (first,) = _store_children(worker.pid)
+            os.kill(first, signal.SIGKILL)
+            at_kill = len(seen)
+            deadline = time.monotonic() + 90
+            with sqlite3.connect(folder / "outbox.sqlite3", timeout=30) as db:
+                while True:
+                    (left,) = db.execute(
+                        "SELECT count(*) FROM thorn_delivery "
+                        "WHERE status != 'succeeded'"
+                    ).fetchone()
+                    if not left and len(seen) == total:
+                        break
+                    assert worker.poll() is None, worker.communicate()[0]
+                    assert time.monotonic() < deadline, f"{left} not delivered"
+                    time.sleep(0.05)
+                (attempts,) = db.execute(
+                    "SELECT count(*) FROM thorn_attempt"
+                ).fetchone()
+            (second,) = _store_children(worker.pid)
+            worker.send_signal(signal.SIGTERM)
+            out = _check(worker, 30)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate(timeout=10)
+    assert at_kill < total, "killed too late to test anything"
+    assert second != first  # a new store process took over
+    assert "stopped after" in out
+    assert len(seen) == total
+    assert attempts >= total
+    assert "the store's process died" in out  # and the worker said so
+    print(f"\n{at_kill} arrived before the store was killed; {attempts} attempts")

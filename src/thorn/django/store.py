@@ -34,7 +34,7 @@ from .models import (
 if TYPE_CHECKING:
     from ..request import Request
 
-__all__ = ["DjangoOutboxStore", "as_timedelta"]
+__all__ = ["DjangoOutboxStore", "WorkerOutboxStore", "as_timedelta"]
 
 logger = logging.getLogger(__name__)
 
@@ -1574,3 +1574,13 @@ def _describe(period: datetime.timedelta) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+class WorkerOutboxStore(DjangoOutboxStore):
+    """The store of an engine (``thorn_worker``, ``serve``): it closes its
+    database connection when the engine is done with it."""
+
+    def close(self) -> None:
+        # Called in the engine's database thread: the connection is that
+        # thread's own.
+        connections[self.using].close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .core import DeliveryEngine
 from .memory import MemoryStore
+from .process import ProcessStore, StoreProcessError
 from .store import AttemptResult, DeliveryTask, OutboxStore
 
 __all__ = [
@@ -12,4 +13,6 @@ __all__ = [
     "DeliveryTask",
     "MemoryStore",
     "OutboxStore",
+    "ProcessStore",
+    "StoreProcessError",
 ]

@@ -43,12 +43,11 @@ from ....server import (
 from ....server.metrics import CONTENT_TYPE_LATEST
 from ....server.reload import RESTART, FileWatcher, is_reloader_child, supervise
 from ....server.static import StaticFiles
-from ....signals import SignalingOutboxStore
 from ....transport.client import new_event_loop
 from ....transport.url import parse_url
 from ...models import Subscriber
+from ...worker import engine_store
 from .thorn_worker import (
-    WorkerOutboxStore,
     add_engine_arguments,
     engine_options,
     positive_float,
@@ -278,7 +277,7 @@ class _Serve:
         self.engine: MeteredEngine | None = None
         self.watcher: FileWatcher | None = None
         # The engine's tries send the delivery signals, once recorded.
-        self.store = SignalingOutboxStore(WorkerOutboxStore(using=options["database"]))
+        self.store = engine_store(options["database"], process=options["store_process"])
         self.db = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="thorn-probe-db"
         )

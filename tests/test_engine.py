@@ -286,6 +286,47 @@ def test_the_default_validators_refuse_internal_addresses() -> None:
     assert attempt.error
 
 
+class CountingClient(AsyncClient):
+    """A real client that counts its address checks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked: list[str] = []
+
+    async def addresses(self, url: Any, validators: Any = ()) -> Any:
+        self.checked.append(url.target)
+        return await super().addresses(url, validators)
+
+
+def test_many_urls_of_one_origin_are_checked_once_per_origin() -> None:
+    with ListenerThread() as receiver, ListenerThread() as other:
+        store = MemoryStore()
+        tasks = add(
+            store,
+            *(task(receiver.url(f"/fan/{i}")) for i in range(40)),
+            *(task(other.url(f"/fan/{i}")) for i in range(10)),
+        )
+        client = CountingClient()
+        engine = engine_for(store, client=client)
+        assert once(engine) == 50
+        assert len(receiver.hooks) == 40
+        assert len(other.hooks) == 10
+    assert len(client.checked) == 2  # not 50
+    assert {store.state(t.id) for t in tasks} == {"succeeded"}
+
+
+def test_a_refused_origin_fails_every_url_of_it() -> None:
+    with ListenerThread() as receiver:
+        store = MemoryStore()
+        tasks = add(store, *(task(receiver.url(f"/in/{i}")) for i in range(5)))
+        app = Thorn(settings={}, set_as_current=False)  # internal: refused
+        once(DeliveryEngine(store, app=app, clock=lambda: NOW))
+        assert receiver.hooks == []
+    errors = {only(store, t.id).error for t in tasks}
+    assert len(errors) == 1
+    assert {only(store, t.id).outcome for t in tasks} == {"failed"}
+
+
 def test_an_invalid_url_fails_without_a_request() -> None:
     store = MemoryStore()
     (t,) = add(store, task("ftp://example.com/x"), task("http://exa mple.com/"))[:1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
-import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -311,6 +310,15 @@ SET status = %s, attempts = attempts + 1, logged_attempts = logged_attempts + 1,
 WHERE {unindexed}status = %s AND id IN ({marks})
 """
 
+# The subscribers that answered are failing no more (their keys as one
+# parameter).
+_CLEAR_FAILING = {
+    "sqlite": "UPDATE {subscriber} SET failing_since = NULL "
+    "WHERE failing_since IS NOT NULL AND id IN (SELECT value FROM json_each(%s))",
+    "postgresql": "UPDATE {subscriber} SET failing_since = NULL "
+    "WHERE failing_since IS NOT NULL AND id = ANY(CAST(%s AS bigint[]))",
+}
+
 # SQLite would read the statements above through the index of pending rows
 # (all of them) for "status = %s": a unary "+" keeps it to the primary key.
 _UNINDEXED = {"sqlite": "+"}
@@ -389,7 +397,7 @@ def _loads(value: Any, default: Any) -> Any:
     if value is None:
         return default
     if isinstance(value, (str, bytes, bytearray)):
-        return json.loads(value)
+        return orjson.loads(value)
     return value
 
 
@@ -1269,9 +1277,7 @@ class DjangoOutboxStore:
         failing = [k for k, r in last.items() if r.outcome in ("retry", "failed")]
         subscribers = Subscriber.objects.using(self.using)
         if fine:
-            subscribers.filter(pk__in=fine, failing_since__isnull=False).update(
-                failing_since=None
-            )
+            self._clear_failing(fine)
         if failing:
             # A success earlier in the batch ended the previous run.
             again = [k for k in failing if k in succeeded]
@@ -1283,6 +1289,24 @@ class DjangoOutboxStore:
             self._auto_disable([k for k in failing if k not in succeeded], now)
         if gone:
             self._disable_gone(gone, now)
+
+    def _clear_failing(self, keys: Sequence[Any]) -> None:
+        """Subscribers ``keys`` answered: they are failing no more."""
+        statement = _CLEAR_FAILING.get(self.connection.vendor)
+        if statement is None or not all(type(k) is int for k in keys):
+            Subscriber.objects.using(self.using).filter(
+                pk__in=keys, failing_since__isnull=False
+            ).update(failing_since=None)
+            return
+        # One parameter, not one per subscriber: the ORM prepares each of
+        # up to a batch's worth of keys in Python.
+        listed = list(keys)
+        sqlite = self.connection.vendor == "sqlite"
+        with self._cursor() as cursor:
+            cursor.execute(
+                statement.format(**self._tables()),
+                [_json_text(listed) if sqlite else listed],
+            )
 
     def _auto_disable(self, keys: Sequence[Any], now: datetime.datetime) -> None:
         setting = self.settings.THORN_AUTO_DISABLE_AFTER

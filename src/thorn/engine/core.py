@@ -379,7 +379,10 @@ class DeliveryEngine:
     async def _check_targets(self, tasks: Sequence[DeliveryTask]) -> dict[str, _Target]:
         """Parse and validate each distinct URL (cached for the resolver's TTL)."""
         found: dict[str, _Target] = {}
-        stale: list[_Target] = []
+        # Stale targets by origin: the address check (resolution, recipient
+        # validators) is one per origin, as AsyncClient.addresses caches it;
+        # a fan-out to 10,000 paths on one host makes one check, not 10,000.
+        stale: dict[tuple[str, str, int], list[_Target]] = {}
         now = time.monotonic()
         for task in tasks:
             text = task.url
@@ -389,14 +392,23 @@ class DeliveryEngine:
             if target is None:
                 target = self._new_target(text)
             found[text] = target
-            if target.url is not None and target.checked_until < now:
-                stale.append(target)
+            url = target.url
+            if url is not None and target.checked_until < now:
+                origin = (url.scheme, url.host, url.port)
+                group = stale.get(origin)
+                if group is None:
+                    stale[origin] = [target]
+                else:
+                    group.append(target)
         if stale:
             timeout = max(task.timeout for task in tasks)
             if len(stale) == 1:
-                await self._check(stale[0], timeout)
+                for group in stale.values():
+                    await self._check(group, timeout)
             else:
-                await asyncio.gather(*(self._check(t, timeout) for t in stale))
+                await asyncio.gather(
+                    *(self._check(group, timeout) for group in stale.values())
+                )
         return found
 
     def _new_target(self, text: str) -> _Target:
@@ -419,42 +431,41 @@ class DeliveryEngine:
         self._targets[text] = target
         return target
 
-    async def _check(self, target: _Target, timeout: float) -> None:
-        url = target.url
+    async def _check(self, group: list[_Target], timeout: float) -> None:
+        """Resolve and validate the origin of ``group`` (targets of one origin)."""
+        url = group[0].url
         assert url is not None
         lane = self.poster.lane(url)
+        error = ""
+        unresolved = False
         try:
             async with asyncio.timeout(timeout):
                 addrs = await self.client.addresses(url, self.validators)
         except (ConnectionFailed, TimeoutError) as exc:
             # Resolution failed: this batch's tries to it fail (and retry).
-            target.lane = None
-            target.error = str(exc) or f"could not resolve {url.host} in time"
-            target.unresolved = True
-            target.checked_until = 0.0
-            return
+            error = str(exc) or f"could not resolve {url.host} in time"
+            unresolved = True
         except ValueError as exc:  # RecipientRejected, or a user validator's
-            target.lane = None
-            target.error = str(exc)
-            target.unresolved = False
-            target.checked_until = 0.0
-            return
-        lane.set_addresses(addrs)
-        target.lane = lane
-        target.error = ""
-        target.unresolved = False
-        target.checked_until = time.monotonic() + self.client.resolver.ttl
+            error = str(exc)
+        else:
+            lane.set_addresses(addrs)
+        until = 0.0 if error else time.monotonic() + self.client.resolver.ttl
+        for target in group:
+            target.lane = None if error else lane
+            target.error = error
+            target.unresolved = unresolved
+            target.checked_until = until
 
     def _request_bytes(self, task: DeliveryTask, target: _Target, ts: int) -> bytes:
-        extra = task.headers
-        if extra:
+        key = (task.url, task.event, task.content_type, task.subscription, task.headers)
+        head = self._heads.get(key)
+        if head is None:
             # A store may keep every header of the request it was made from
             # (Request.default_headers): Thorn's own are made afresh here,
             # the rest (and a User-Agent of the sender's choice) are extras.
-            extra = tuple(h for h in extra if h[0].lower() not in RESERVED_HEADERS)
-        key = (task.url, task.event, task.content_type, task.subscription, extra)
-        head = self._heads.get(key)
-        if head is None:
+            extra = tuple(
+                h for h in task.headers if h[0].lower() not in RESERVED_HEADERS
+            )
             head = self._head(task, target, extra, key)
         body = task.body
         signed = self.signer.headers(

@@ -1,6 +1,7 @@
 """``manage.py serve``: start-up, probes, and deliveries beside app requests.
 
     python -m benchmarks.serve [--subscribers 100] [--events 50] [--requests 200]
+        [--only "serve" "serve --store-process"]
 
 Runs the example blog (``example/``) on a temporary SQLite file with the
 ``outbox`` dispatcher, a subscriber set of ``--subscribers`` endpoints on a
@@ -14,6 +15,10 @@ Then it starts ``manage.py serve`` and measures:
 * the latency of the application (``GET /accounts/login/``, a Django view
   with a template) while the engine delivers, and again when it is idle;
 * the latency of ``/ready`` and ``/metrics`` on the probe port.
+
+Both ways of running serve are measured, one after the other in one run:
+as is, and with ``--store-process`` (the engine's database work in a child
+process, off the app's interpreter lock).
 
 Requests are made one after another from this process with ``http.client``
 (keep-alive); the figures are medians and 95th percentiles.
@@ -103,12 +108,8 @@ def _ms(samples: list[float]) -> str:
     return f"median {statistics.median(ordered) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--subscribers", type=int, default=100)
-    parser.add_argument("--events", type=int, default=50)
-    parser.add_argument("--requests", type=int, default=200)
-    args = parser.parse_args(argv)
+def _run(args: argparse.Namespace, *extra: str) -> dict[str, object]:
+    """One ``serve`` on a fresh backlog; ``extra``: more options for serve."""
     folder = Path(tempfile.mkdtemp(prefix="thorn-serve-bench-"))
     db = folder / "blog.sqlite3"
     env = {
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(probe),
                 "--req-queue-len",
                 str(total + 1),
+                *extra,
             ],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -177,17 +179,58 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(60)
-    print(f"# manage.py serve, example blog on SQLite; {os.cpu_count()} cores")
-    print(f"start-up until /startup answers 200: {startup:.2f} s")
-    print(
-        f"backlog of {total:,} deliveries ({args.subscribers} subscribers x "
-        f"{args.events} events) delivered in {delivered:.2f} s after start-up: "
-        f"{total / delivered:,.0f}/s"
+    return {
+        "startup": startup,
+        "delivered": delivered,
+        "rate": total / delivered,
+        "busy": busy,
+        "idle": idle,
+        "ready": ready,
+        "metrics": metrics,
+    }
+
+
+#: The ways serve is run, side by side: its options, and what they mean.
+MODES = {
+    "serve": ((), "engine and app in one process"),
+    "serve --store-process": (
+        ("--store-process",),
+        "the engine's database work in a process of its own",
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--events", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--only", nargs="*", choices=list(MODES), help="modes (default: all)"
     )
-    print(f"app GET /accounts/login/ while delivering ({len(busy)}): {_ms(busy)}")
-    print(f"app GET /accounts/login/ idle ({len(idle)}): {_ms(idle)}")
-    print(f"probe /ready ({len(ready)}): {_ms(ready)}")
-    print(f"probe /metrics ({len(metrics)}): {_ms(metrics)}")
+    args = parser.parse_args(argv)
+    total = args.subscribers * args.events
+    print(f"# manage.py serve, example blog on SQLite; {os.cpu_count()} cores")
+    print(
+        f"# backlog of {total:,} deliveries ({args.subscribers} subscribers x "
+        f"{args.events} events), app view GET /accounts/login/"
+    )
+    for name in args.only or list(MODES):
+        extra, about = MODES[name]
+        r = _run(args, *extra)
+        busy, idle = r["busy"], r["idle"]
+        assert isinstance(busy, list)
+        assert isinstance(idle, list)
+        print(f"## {name}: {about}")
+        print(f"start-up until /startup answers 200: {r['startup']:.2f} s")
+        print(
+            f"backlog delivered in {r['delivered']:.2f} s after start-up: "
+            f"{r['rate']:,.0f}/s"
+        )
+        print(f"app view while delivering ({len(busy)}): {_ms(busy)}")
+        print(f"app view idle ({len(idle)}): {_ms(idle)}")
+        print(f"probe /ready: {_ms(r['ready'])}")  # type: ignore[arg-type]
+        print(f"probe /metrics: {_ms(r['metrics'])}")  # type: ignore[arg-type]
     return 0
 
 

@@ -66,4 +66,8 @@ def test_the_serve_benchmark_runs_and_delivers_its_backlog() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "backlog of 20 deliveries" in result.stdout
-    assert "probe /metrics (5)" in result.stdout
+    # Both modes ran, and each delivered its backlog.
+    assert "## serve: " in result.stdout
+    assert "## serve --store-process: " in result.stdout
+    assert result.stdout.count("backlog delivered in") == 2
+    assert result.stdout.count("app view idle (5)") == 2

@@ -128,3 +128,18 @@ def test_close_twice_and_calls_after_close(store: ProcessStore) -> None:
 def test_a_factory_that_cannot_pickle_is_refused_at_once() -> None:
     with pytest.raises(TypeError, match=r"must pickle \(use a module-level function"):
         ProcessStore(lambda: TrickyStore())
+
+
+def test_start_starts_the_child_once(store: ProcessStore) -> None:
+    assert store.pid is None  # nothing runs before the first call
+    store.start()
+    first = store.pid
+    assert first is not None
+    store.start()  # already running: the same child
+    assert store.pid == first == store.child_pid()
+
+
+def test_start_says_why_a_factory_failed() -> None:
+    store = ProcessStore(broken_store)
+    with pytest.raises(StoreProcessError, match="the database is not configured"):
+        store.start()

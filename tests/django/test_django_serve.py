@@ -569,12 +569,25 @@ def test_lifecycle_webhooks_reach_the_receiver_once_per_change(
         slow.stop()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    ("sig", "extra"),
+    [
+        (signal.SIGTERM, ()),
+        (signal.SIGINT, ()),
+        # The store in a process of its own: the try is still recorded
+        # there during the drain, and the signals still sent here.
+        (signal.SIGTERM, ("--store-process",)),
+    ],
+    ids=["SIGTERM", "SIGINT", "SIGTERM-store-process"],
+)
 def test_a_stop_signal_drains_the_delivery_in_flight(
-    folder: Path, receiver: ListenerThread, sig: signal.Signals
+    folder: Path,
+    receiver: ListenerThread,
+    sig: signal.Signals,
+    extra: tuple[str, ...],
 ) -> None:
     receiver.route("/slow", Reply(delay=2.0))
-    serve = Serve(folder, "--command", "migrate --noinput", "--no-metrics")
+    serve = Serve(folder, "--command", "migrate --noinput", "--no-metrics", *extra)
     try:
         serve.wait_started()
         shell(
@@ -592,6 +605,7 @@ def test_a_stop_signal_drains_the_delivery_in_flight(
         code, out = serve.stop(sig)
         assert code == 0, out
         assert "1 delivered" in out, out
+        assert ("database work runs in process" in out) == bool(extra), out
         status = shell(
             folder,
             """

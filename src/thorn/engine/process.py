@@ -159,6 +159,15 @@ class ProcessStore:
         count: int = self._call("backlog", (), {"now": now})
         return count
 
+    def start(self) -> None:
+        """Start the child now rather than at the first call (no-op if it runs).
+
+        Raises :class:`StoreProcessError` if it cannot make its store.
+        """
+        with self._lock:
+            if self._conn is None:
+                self._start()
+
     def close(self) -> None:
         """Close the child's store and let the child end."""
         with self._lock:

@@ -28,6 +28,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from ....app import app_or_default
 from ....engine.core import utcnow
+from ....engine.process import StoreProcessError
 from ....server import (
     LIVENESS,
     READINESS,
@@ -376,6 +377,11 @@ class _Serve:
 
         loop.call_later(1.0, check_parent)
 
+    @property
+    def delivers(self) -> bool:
+        """Whether this server runs the delivery engine (the outbox's)."""
+        return bool(app_or_default().settings.THORN_DISPATCHER == "outbox")
+
     async def start(self) -> asyncio.Task[None]:
         """Run the commands, check migrations, start uvicorn; raise on failure."""
         loop = asyncio.get_running_loop()
@@ -390,6 +396,16 @@ class _Serve:
             )
             if unapplied:
                 raise StartupFailed("unapplied migrations: " + ", ".join(unapplied))
+        if self.options["store_process"] and self.delivers:
+            # Started now, so that its start-up is counted in ours.
+            try:
+                await loop.run_in_executor(None, self.store.start)
+            except StoreProcessError as failed:
+                raise StartupFailed(str(failed)) from failed
+            self.write(
+                "thorn serve: the engine's database work runs in process "
+                f"{self.store.pid}"
+            )
         if self.stop.is_set():
             raise StartupFailed("stopped during the start")
         import uvicorn
@@ -434,7 +450,7 @@ class _Serve:
     async def serve(self, server_task: asyncio.Task[None]) -> None:
         loop = asyncio.get_running_loop()
         engine_task = None
-        if app_or_default().settings.THORN_DISPATCHER == "outbox":
+        if self.delivers:
             options = self.options
             self.engine = MeteredEngine(
                 self.store,

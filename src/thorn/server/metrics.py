@@ -71,11 +71,18 @@ class ServeMetrics:
             "Seconds from the start of the command to serving.",
             registry=registry,
         )
-        for outcome in ("succeeded", "retry", "failed", "gone"):
-            self.deliveries.labels(outcome=outcome)
+        # Each outcome's child, looked up once: labels() validates and
+        # locks on every call, and this runs once per delivery.
+        self._outcomes = {
+            outcome: self.deliveries.labels(outcome=outcome)
+            for outcome in ("succeeded", "retry", "failed", "gone")
+        }
 
     def observe_attempt(self, outcome: str, duration: float) -> None:
-        self.deliveries.labels(outcome=outcome).inc()
+        child = self._outcomes.get(outcome)
+        if child is None:
+            child = self._outcomes[outcome] = self.deliveries.labels(outcome=outcome)
+        child.inc()
         self.attempt_duration.observe(duration)
 
     def observe_request(self, method: str, status: int, duration: float) -> None:

@@ -143,3 +143,17 @@ def test_start_says_why_a_factory_failed() -> None:
     store = ProcessStore(broken_store)
     with pytest.raises(StoreProcessError, match="the database is not configured"):
         store.start()
+
+
+def test_the_child_outlives_signals_meant_for_the_group(store: ProcessStore) -> None:
+    """Ctrl-C or a SIGTERM to the process group: the engine drains, and its
+    store must still be there to record; it ends when the engine closes it."""
+    pid = store.child_pid()
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    time.sleep(0.2)
+    assert store.child_pid() == pid
+    child = store.process
+    store.close()
+    assert child is not None
+    assert not child.is_alive()

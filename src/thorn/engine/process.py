@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import operator
 import pickle
+import signal
 import threading
 import traceback
 from collections.abc import Callable, Sequence
@@ -58,6 +59,12 @@ class _Failure:
 
 def _serve(conn: Any, factory: Callable[..., OutboxStore], args: Any, kw: Any) -> None:
     """The child: make the store, then answer calls until told to close."""
+    # The engine's process decides when this one ends: by "close", or by
+    # going away (the pipe's end). A Ctrl-C in a terminal, or a SIGTERM to
+    # the whole group (systemd's default), would otherwise kill the store
+    # while the engine drains and still has tries to record.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         store = factory(*args, **kw)
     except BaseException as exc:

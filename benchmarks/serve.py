@@ -1,7 +1,7 @@
 """``manage.py serve``: start-up, probes, and deliveries beside app requests.
 
     python -m benchmarks.serve [--subscribers 100] [--events 50] [--requests 200]
-        [--only "serve" "serve --store-process"]
+        [--only "serve" "serve --store-process"] [--no-app-requests]
 
 Runs the example blog (``example/``) on a temporary SQLite file with the
 ``outbox`` dispatcher, a subscriber set of ``--subscribers`` endpoints on a
@@ -13,7 +13,9 @@ Then it starts ``manage.py serve`` and measures:
 * how long the engine inside ``serve`` takes to deliver the backlog, and
   so its rate;
 * the latency of the application (``GET /accounts/login/``, a Django view
-  with a template) while the engine delivers, and again when it is idle;
+  with a template, requested back to back) while the engine delivers, and
+  again when it is idle (``--no-app-requests``: none while it delivers, to
+  see the engine's rate alone);
 * the latency of ``/ready`` and ``/metrics`` on the probe port.
 
 Both ways of running serve are measured, one after the other in one run:
@@ -170,7 +172,10 @@ def _run(args: argparse.Namespace, *extra: str) -> dict[str, object]:
             while _count(db, "succeeded") < total:
                 if time.monotonic() > deadline + 600:
                     raise RuntimeError("the backlog was not delivered")
-                busy.append(_get(conn, "/accounts/login/")[1])
+                if args.no_app_requests:
+                    time.sleep(0.02)
+                else:
+                    busy.append(_get(conn, "/accounts/login/")[1])
             delivered = time.perf_counter() - started - startup
             conn.close()
             idle = _timed(port, "/accounts/login/", args.requests)
@@ -207,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument(
         "--only", nargs="*", choices=list(MODES), help="modes (default: all)"
+    )
+    parser.add_argument(
+        "--no-app-requests",
+        action="store_true",
+        help="no app requests while the backlog is delivered (the engine alone)",
     )
     args = parser.parse_args(argv)
     total = args.subscribers * args.events

@@ -71,3 +71,40 @@ def test_the_serve_benchmark_runs_and_delivers_its_backlog() -> None:
     assert "## serve --store-process: " in result.stdout
     assert result.stdout.count("backlog delivered in") == 2
     assert result.stdout.count("app view idle (5)") == 2
+
+
+def test_the_engine_benchmark_runs_on_django(tmp_path: Path) -> None:
+    """The Django cases, the send() costs and the fan-out, small."""
+    out = tmp_path / "engine.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.engine",
+            "--count",
+            "300",
+            "--rounds",
+            "1",
+            "--only",
+            "engine",
+            "engine-sp",
+            "--fan-out",
+            "200",
+            "--sends",
+            "5",
+            "--json",
+            str(out),
+        ],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    cases = json.loads(out.read_text())["cases"]
+    assert [c["case"] for c in cases] == ["engine", "engine-sp"]
+    assert all(c["per_second"] > 0 for c in cases)
+    assert "send() with the outbox, 10 subscribers" in result.stdout
+    assert "one event to 200 subscribers: send()" in result.stdout
+    assert "finding the subscribers alone" in result.stdout

@@ -234,3 +234,17 @@ def test_a_subscriber_with_a_user_gets_only_that_users_events(
 
     thorn.Event("x.y").send({"n": 2}, sender=ada)
     assert sorted(h.path for h in receiver.wait_for(2)) == ["/ada", "/all"]
+
+
+@pytest.mark.django_db
+def test_sending_leaves_out_the_fields_it_never_reads() -> None:
+    wanted = Subscriber.objects.create(event="user.created", url="http://a.example")
+    (found,) = DjangoEnv().subscribers_for("user.created")
+    assert found.get_deferred_fields() == set(DjangoEnv.UNUSED_WHEN_SENDING)
+    # What sending reads is there; the rest is read on access, as ever.
+    assert (found.pk, found.url, found.hmac_secret) == (
+        wanted.pk,
+        wanted.url,
+        wanted.hmac_secret,
+    )
+    assert found.created_at == wanted.created_at

@@ -139,8 +139,26 @@ class DjangoEnv(Env):
                 model._meta.db_table,
             )
             return ()
-        found: Iterable[Any] = manager.matching(event, sender)
-        return found
+        found: Any = manager.matching(event, sender)
+        unused = self._unused_fields(model)
+        if unused:
+            found = found.defer(*unused)
+        return found  # type: ignore[no-any-return]
+
+    #: Fields of Thorn's subscriber model that sending never reads: left out
+    #: of the rows a send loads (one event to 10,000 subscribers converts
+    #: 20,000 fewer datetimes). Read on access, like any deferred field.
+    UNUSED_WHEN_SENDING = (
+        "created_at",
+        "updated_at",
+        "disabled_reason",
+        "disabled_at",
+        "failing_since",
+    )
+
+    def _unused_fields(self, model: Any) -> tuple[str, ...]:
+        names = {f.name for f in model._meta.concrete_fields}
+        return tuple(n for n in self.UNUSED_WHEN_SENDING if n in names)
 
     def _table_exists(self, model: Any, alias: str) -> bool:
         key = (alias, model._meta.db_table)

@@ -108,3 +108,17 @@ def test_the_engine_benchmark_runs_on_django(tmp_path: Path) -> None:
     assert "send() with the outbox, 10 subscribers" in result.stdout
     assert "one event to 200 subscribers: send()" in result.stdout
     assert "finding the subscribers alone" in result.stdout
+
+
+def test_the_store_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.store", "--count", "300", "--batch", "100"],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("sqlite")]
+    assert len(line.split()) == 7  # name, then wall (cpu) for three calls

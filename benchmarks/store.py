@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .subscribers import database_from_dsn
+from .subscribers import database_from_dsn, drop_databases
 
 
 def configure_django(sqlite_path: Path, dsn: str | None) -> list[str]:
@@ -160,12 +160,7 @@ def run(argv: list[str] | None = None) -> int:
                 vendor = connections[alias].vendor
                 print(f"{vendor:<12} " + " ".join(f"{c:>16}" for c in cells))
         finally:
-            for alias in aliases:
-                if alias != "default":
-                    connections[alias].creation.destroy_test_db(
-                        names[alias], verbosity=0
-                    )
-            connections.close_all()
+            drop_databases(aliases, names)
     return 0
 
 

@@ -263,13 +263,19 @@ def run(argv: list[str] | None = None) -> int:
                 for line in query_plan(alias, sample).splitlines():
                     print(f"  {line}")
         finally:
-            for alias in aliases:
-                if alias != "default":
-                    connections[alias].creation.destroy_test_db(
-                        server_names[alias], verbosity=0
-                    )
-            connections.close_all()
+            drop_databases(aliases, server_names)
     return 0
+
+
+def drop_databases(aliases: list[str], names: dict[str, str]) -> None:
+    """Drop the throw-away databases made on servers (all but ``default``,
+    the temporary SQLite file), then close every connection."""
+    from django.db import connections
+
+    for alias in aliases:
+        if alias != "default":
+            connections[alias].creation.destroy_test_db(names[alias], verbosity=0)
+    connections.close_all()
 
 
 if __name__ == "__main__":

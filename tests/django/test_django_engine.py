@@ -128,6 +128,34 @@ def _check(proc: subprocess.Popen[str], timeout: float) -> str:
     return out
 
 
+def _fill(
+    folder: Path, receiver: ListenerThread, *, subscribers: int, events: int
+) -> int:
+    """``subscribers`` x ``events`` deliveries to ``receiver``, in one commit
+    of a ``manage.py shell`` on ``folder``'s settings; return how many."""
+    fill = _django(
+        folder,
+        "shell",
+        "-c",
+        textwrap.dedent(
+            f"""
+            from django.db import transaction
+            from thorn import Event
+            from thorn.django.models import Subscriber
+            Subscriber.objects.bulk_create(
+                Subscriber(event="load.test", url="{receiver.url("/s/")}%d" % i)
+                for i in range({subscribers})
+            )
+            with transaction.atomic():
+                for n in range({events}):
+                    Event("load.test").send({{"n": n}})
+            """
+        ),
+    )
+    _check(fill, 120)
+    return subscribers * events
+
+
 @pytest.fixture
 def file_database(tmp_path: Path) -> Path:
     """A settings module on a SQLite file that subprocesses share; migrated."""
@@ -174,28 +202,7 @@ def test_a_worker_killed_mid_run_loses_nothing_after_a_restart(
             seen[delivery_id] += 1
 
     with ListenerThread(record=False, on_hook=count) as receiver:
-        # 100 subscribers x 100 events = 10,000 deliveries, in one commit.
-        fill = _django(
-            folder,
-            "shell",
-            "-c",
-            textwrap.dedent(
-                f"""
-                from django.db import transaction
-                from thorn import Event
-                from thorn.django.models import Subscriber
-                Subscriber.objects.bulk_create(
-                    Subscriber(event="load.test", url="{receiver.url("/s/")}%d" % i)
-                    for i in range(100)
-                )
-                with transaction.atomic():
-                    for n in range(100):
-                        Event("load.test").send({{"n": n}})
-                """
-            ),
-        )
-        _check(fill, 120)
-        total = 10_000
+        total = _fill(folder, receiver, subscribers=100, events=100)
         first = _django(
             folder,
             "thorn_worker",
@@ -381,27 +388,7 @@ def test_a_worker_whose_store_process_is_killed_loses_nothing(
             seen[hook.header("hook-delivery") or ""] += 1
 
     with ListenerThread(record=False, on_hook=count) as receiver:
-        fill = _django(
-            folder,
-            "shell",
-            "-c",
-            textwrap.dedent(
-                f"""
-                from django.db import transaction
-                from thorn import Event
-                from thorn.django.models import Subscriber
-                Subscriber.objects.bulk_create(
-                    Subscriber(event="sp.test", url="{receiver.url("/s/")}%d" % i)
-                    for i in range(20)
-                )
-                with transaction.atomic():
-                    for n in range(100):
-                        Event("sp.test").send({{"n": n}})
-                """
-            ),
-        )
-        _check(fill, 120)
-        total = 2000
+        total = _fill(folder, receiver, subscribers=20, events=100)
         worker = _django(
             folder,
             "thorn_worker",

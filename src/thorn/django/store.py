@@ -369,9 +369,6 @@ _DELIVERY_COLUMNS = (
     "created_at",
     "updated_at",
 )
-_JSON_COLUMNS = frozenset({"static_extra_secrets", "headers", "policy"})
-# How a JSON column's text is written: PostgreSQL's are jsonb.
-_JSON_CAST = {"postgresql": "CAST(%s AS jsonb)"}
 
 
 def _json_text(value: Any) -> str:
@@ -380,16 +377,9 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _row_marks(columns: Sequence[str], json_cast: str | None) -> str:
-    """``(%s, ..., %s)`` for one row, JSON columns cast where needed."""
-    return (
-        "("
-        + ", ".join(
-            json_cast if json_cast and name in _JSON_COLUMNS else "%s"
-            for name in columns
-        )
-        + ")"
-    )
+def _row_marks(columns: Sequence[str]) -> str:
+    """``(%s, ..., %s)`` for one row."""
+    return "(" + ", ".join(["%s"] * len(columns)) + ")"
 
 
 #: Results per multi-row statement of ``record`` (7 parameters each).
@@ -644,13 +634,9 @@ class DjangoOutboxStore:
         """Multi-row INSERTs of prepared rows: Django's bulk_create would build
         a model instance and prepare each field of each row again."""
         tables = self._tables()
-        json_cast = _JSON_CAST.get(self.connection.vendor, "%s")
         with self._cursor() as cursor:
-            for table, columns, rows, marks in (
-                (tables["message"], _MESSAGE_COLUMNS, messages, None),
-                (tables["delivery"], _DELIVERY_COLUMNS, deliveries, json_cast),
-            ):
-                self._insert_rows(cursor, table, columns, rows, marks)
+            self._insert_rows(cursor, tables["message"], _MESSAGE_COLUMNS, messages)
+            self._insert_rows(cursor, tables["delivery"], _DELIVERY_COLUMNS, deliveries)
 
     def _insert_rows(
         self,
@@ -658,7 +644,6 @@ class DjangoOutboxStore:
         table: str,
         columns: Sequence[str],
         rows: Sequence[Sequence[Any]],
-        json_cast: str | None = None,
     ) -> None:
         """Insert ``rows`` (values in ``columns`` order) into ``table``.
 
@@ -674,7 +659,7 @@ class DjangoOutboxStore:
             self._copy_rows(cursor, f"COPY {table} ({names}) FROM STDIN", rows)
             return
         insert = f"INSERT INTO {table} ({names}) VALUES "  # noqa: S608
-        one = _row_marks(columns, json_cast)
+        one = _row_marks(columns)
         for chunk in _chunks(rows, INSERT_CHUNK_SIZE):
             cursor.execute(
                 insert + ", ".join([one] * len(chunk)),

@@ -394,17 +394,12 @@ class DeliveryEngine:
             found[text] = target
             url = target.url
             if url is not None and target.checked_until < now:
-                origin = (url.scheme, url.host, url.port)
-                group = stale.get(origin)
-                if group is None:
-                    stale[origin] = [target]
-                else:
-                    group.append(target)
+                stale.setdefault((url.scheme, url.host, url.port), []).append(target)
         if stale:
             timeout = max(task.timeout for task in tasks)
             if len(stale) == 1:
-                for group in stale.values():
-                    await self._check(group, timeout)
+                (group,) = stale.values()
+                await self._check(group, timeout)
             else:
                 await asyncio.gather(
                     *(self._check(group, timeout) for group in stale.values())

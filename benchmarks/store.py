@@ -21,46 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from .subscribers import database_from_dsn, drop_databases
-
-
-def configure_django(sqlite_path: Path, dsn: str | None) -> list[str]:
-    """Configure and set up Django; return the database aliases to measure."""
-    from django.apps import apps
-    from django.conf import settings
-
-    databases: dict[str, Any] = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(sqlite_path),
-            "OPTIONS": {
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
-                "transaction_mode": "IMMEDIATE",
-            },
-        }
-    }
-    if dsn:
-        databases["postgresql"] = {
-            **database_from_dsn(dsn),
-            "TEST": {"NAME": "thorn_benchmark_store"},
-        }
-    settings.configure(
-        INSTALLED_APPS=[
-            "django.contrib.auth",
-            "django.contrib.contenttypes",
-            "thorn.django",
-        ],
-        DATABASES=databases,
-        USE_TZ=True,
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        SECRET_KEY="benchmark",
-        THORN_DISPATCHER="outbox",
-        LOGGING_CONFIG=None,
-    )
-    apps.populate(settings.INSTALLED_APPS)
-    return list(databases)
+from .subscribers import add_postgresql_argument, configure_django, drop_databases
 
 
 class Clock:
@@ -131,17 +93,23 @@ def run(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument(
-        "--postgresql",
-        metavar="DSN",
-        help="also measure on this PostgreSQL server (a throw-away database "
-        "is made there and dropped), e.g. postgresql://postgres@127.0.0.1:5432/postgres",
-    )
+    add_postgresql_argument(parser)
     args = parser.parse_args(argv)
     if args.count < 1 or args.batch < 1:
         parser.error("--count and --batch must be 1 or more")
     with tempfile.TemporaryDirectory(prefix="thorn-bench-") as tmp:
-        aliases = configure_django(Path(tmp) / "store.sqlite3", args.postgresql)
+        aliases = configure_django(
+            Path(tmp) / "store.sqlite3",
+            args.postgresql,
+            test_name="thorn_benchmark_store",
+            # As in benchmarks.engine: WAL, and commits that are durable.
+            sqlite_options={
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
+                "transaction_mode": "IMMEDIATE",
+            },
+            THORN_DISPATCHER="outbox",
+            LOGGING_CONFIG=None,
+        )
         from django.db import connections
 
         names = {a: connections[a].settings_dict["NAME"] for a in aliases}

@@ -96,20 +96,46 @@ def database_from_dsn(dsn: str) -> dict[str, Any]:
         "NAME": unquote(parts.path.lstrip("/")) or "postgres",
         "USER": unquote(parts.username or "postgres"),
         "PASSWORD": unquote(parts.password or ""),
-        "TEST": {"NAME": "thorn_benchmark_subscribers"},
     }
 
 
-def configure_django(sqlite_path: Path, dsn: str | None) -> list[str]:
-    """Configure and set up Django; return the database aliases to measure."""
+def add_postgresql_argument(parser: argparse.ArgumentParser) -> None:
+    """``--postgresql DSN``: measure on that server too."""
+    parser.add_argument(
+        "--postgresql",
+        metavar="DSN",
+        help="also measure on this PostgreSQL server (a throw-away database "
+        "is made there and dropped), e.g. postgresql://postgres@127.0.0.1:5432/postgres",
+    )
+
+
+def configure_django(
+    sqlite_path: Path,
+    dsn: str | None,
+    *,
+    test_name: str = "thorn_benchmark_subscribers",
+    sqlite_options: dict[str, Any] | None = None,
+    **more: Any,
+) -> list[str]:
+    """Configure and set up Django; return the database aliases to measure.
+
+    ``test_name``: the throw-away database's name on the server;
+    ``sqlite_options``: the SQLite database's OPTIONS; ``more``: settings."""
     from django.apps import apps
     from django.conf import settings
 
     databases: dict[str, Any] = {
-        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(sqlite_path)}
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(sqlite_path),
+            "OPTIONS": sqlite_options or {},
+        }
     }
     if dsn:
-        databases["postgresql"] = database_from_dsn(dsn)
+        databases["postgresql"] = {
+            **database_from_dsn(dsn),
+            "TEST": {"NAME": test_name},
+        }
     settings.configure(
         INSTALLED_APPS=[
             "django.contrib.auth",
@@ -120,6 +146,7 @@ def configure_django(sqlite_path: Path, dsn: str | None) -> list[str]:
         USE_TZ=True,
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         SECRET_KEY="benchmark",
+        **more,
     )
     # What django.setup() does that matters here (ruff's isort takes a bare
     # "import django" for tests/django, so it is not imported by name).
@@ -218,12 +245,7 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--postgresql",
-        metavar="DSN",
-        help="also measure on this PostgreSQL server (a throw-away database "
-        "is made there and dropped), e.g. postgresql://postgres@127.0.0.1:5432/postgres",
-    )
+    add_postgresql_argument(parser)
     args = parser.parse_args(argv)
     if args.rows < 1 or args.events < 1:
         parser.error("--rows and --events must be 1 or more")

@@ -156,6 +156,17 @@ def _fill(
     return subscribers * events
 
 
+def _wait_for_arrivals(
+    worker: subprocess.Popen[str], seen: Any, count: int, *, timeout: float
+) -> None:
+    """Wait until ``count`` distinct deliveries arrived, the worker alive."""
+    deadline = time.monotonic() + timeout
+    while len(seen) < count:
+        assert worker.poll() is None, worker.communicate()[0]
+        assert time.monotonic() < deadline, f"the worker is stuck at {len(seen)}"
+        time.sleep(0.005)
+
+
 @pytest.fixture
 def file_database(tmp_path: Path) -> Path:
     """A settings module on a SQLite file that subprocesses share; migrated."""
@@ -212,11 +223,7 @@ def test_a_worker_killed_mid_run_loses_nothing_after_a_restart(
             "--poll-interval=0.05",
         )
         try:
-            deadline = time.monotonic() + 60
-            while len(seen) < 1500:
-                assert first.poll() is None, first.communicate()[0]
-                assert time.monotonic() < deadline, "the first worker is stuck"
-                time.sleep(0.005)
+            _wait_for_arrivals(first, seen, 1500, timeout=60)
             first.send_signal(signal.SIGKILL)
         finally:
             if first.poll() is None:
@@ -399,11 +406,7 @@ def test_a_worker_whose_store_process_is_killed_loses_nothing(
             "--poll-interval=0.05",
         )
         try:
-            deadline = time.monotonic() + 60
-            while len(seen) < 300:
-                assert worker.poll() is None, worker.communicate()[0]
-                assert time.monotonic() < deadline, "the worker is stuck"
-                time.sleep(0.005)
+            _wait_for_arrivals(worker, seen, 300, timeout=60)
             (first,) = _store_children(worker.pid)
             os.kill(first, signal.SIGKILL)
             at_kill = len(seen)

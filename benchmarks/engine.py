@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import datetime
 import functools
+import gc
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -134,6 +135,33 @@ class FastReceiver(ReceiverProcess):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {self.arrived()} of {total} arrived")
             time.sleep(0.002)
+
+
+class GcClock:
+    """``with GcClock() as c: ...``; ``c.within(since, until)``: seconds the
+    garbage collector ran in this process (any thread) between two
+    ``time.perf_counter()`` readings."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[float, float]] = []
+        self._began = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        elif self._began:
+            self.runs.append((self._began, time.perf_counter()))
+            self._began = 0.0
+
+    def within(self, since: float, until: float) -> float:
+        return sum(max(0.0, min(b, until) - max(a, since)) for a, b in self.runs)
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._on_gc)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._on_gc)
 
 
 # -- what every case sends ----------------------------------------------------
@@ -666,6 +694,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sends", type=int, default=500, help="send() calls timed (0: leave out)"
     )
+    parser.add_argument(
+        "--python-gc",
+        action="store_true",
+        help="leave Python's garbage collector as it is (by default it is tuned "
+        "as thorn_worker tunes it: thorn.engine.tuning.tune_gc)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     names = args.only or list(CASES)
@@ -673,8 +707,16 @@ def main(argv: list[str] | None = None) -> int:
         names = [name for name in names if name not in DJANGO_CASES]
     rates: dict[str, list[float]] = {name: [] for name in names}
     busy: dict[str, list[float]] = {name: [] for name in names}
+    collecting: dict[str, list[float]] = {name: [] for name in names}
     if set(DJANGO_CASES) & set(names):
         setup_django()  # not in the loop: Django's setup is synchronous
+    gc_note = "Python's garbage collector as it is"
+    if not args.python_gc:
+        # As thorn_worker and serve do once set up; every case runs with it.
+        from thorn.engine.tuning import GC_THRESHOLD, tune_gc
+
+        tune_gc()
+        gc_note = f"gc tuned as thorn_worker does (frozen, threshold {GC_THRESHOLD:,})"
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     with FastReceiver() as receiver:
@@ -683,14 +725,21 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for name in names:
                 cpu = receiver.cpu()
-                seconds, done = loop.run_until_complete(
-                    CASES[name](receiver, args.count)
-                )
+                with GcClock() as gc_clock:
+                    seconds, done = loop.run_until_complete(
+                        CASES[name](receiver, args.count)
+                    )
+                    # The timed part ends about now (the cases' teardown
+                    # is short): its collections, over its time.
+                    ended = time.perf_counter()
                 rates[name].append(done / seconds)
                 # The receiver's share of one core while the case ran (for
                 # the engine case, setup is not timed but its idle time
                 # counts: a lower bound there).
                 busy[name].append((receiver.cpu() - cpu) / seconds)
+                collecting[name].append(
+                    gc_clock.within(ended - seconds, ended) / seconds
+                )
         costs: dict[int, tuple[float, float]] = {}
         fanned: tuple[float, float, float] | None = None
         if "engine" in names and args.sends > 0:
@@ -705,6 +754,7 @@ def main(argv: list[str] | None = None) -> int:
             "per_second": statistics.median(rates[name]),
             "rounds": rates[name],
             "receiver_busy": statistics.median(busy[name]),
+            "gc_share": statistics.median(collecting[name]),
             "about": (CASES[name].__doc__ or "").strip().splitlines()[0],
         }
         for name in names
@@ -714,16 +764,25 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {sys.version.split()[0]}; {len(BODY)}-byte JSON signed twice, "
         f"to a receiver process on 127.0.0.1; concurrency {CONCURRENCY}"
     )
-    print(f"# median of {args.rounds} rounds of {args.count} deliveries per case")
+    print(
+        f"# median of {args.rounds} rounds of {args.count} deliveries "
+        f"per case; {gc_note}"
+    )
     floor = next((r["per_second"] for r in results if r["case"] == "floor"), None)
-    print(f"{'case':14} {'deliveries/s':>13} {'vs floor':>9} {'receiver':>9}  about")
+    print(
+        f"{'case':14} {'deliveries/s':>13} {'vs floor':>9} {'receiver':>9} "
+        f"{'gc':>5}  about"
+    )
     for r in results:
         ratio = f"{r['per_second'] / floor:8.2f}x" if floor else f"{'':9}"
         print(
             f"{r['case']:14} {r['per_second']:13,.0f} {ratio} "
-            f"{r['receiver_busy']:8.0%}  {r['about']}"
+            f"{r['receiver_busy']:8.0%} {r['gc_share']:5.1%}  {r['about']}"
         )
-    print("# receiver: its CPU use while the case ran, in share of one core")
+    print(
+        "# receiver: its CPU use while the case ran, in share of one core; gc: "
+        "about the share of the timed part this process spent collecting garbage"
+    )
     for subscribers, (alone, shared) in costs.items():
         print(
             f"send() with the outbox, {subscribers:2} subscriber"

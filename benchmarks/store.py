@@ -94,6 +94,12 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=1000)
     add_postgresql_argument(parser)
+    parser.add_argument(
+        "--python-gc",
+        action="store_true",
+        help="leave Python's garbage collector as it is (by default it is tuned "
+        "as thorn_worker tunes it: thorn.engine.tuning.tune_gc)",
+    )
     args = parser.parse_args(argv)
     if args.count < 1 or args.batch < 1:
         parser.error("--count and --batch must be 1 or more")
@@ -112,10 +118,15 @@ def run(argv: list[str] | None = None) -> int:
         )
         from django.db import connections
 
+        if not args.python_gc:
+            from thorn.engine.tuning import tune_gc
+
+            tune_gc()  # as thorn_worker does once set up
         names = {a: connections[a].settings_dict["NAME"] for a in aliases}
         print(
             f"# {args.count:,} deliveries of 1 KB JSON, {args.batch} per call; "
-            "µs per delivery, wall (this process's CPU)"
+            "µs per delivery, wall (this process's CPU); "
+            + ("Python's gc" if args.python_gc else "gc tuned as thorn_worker does")
         )
         print(f"{'database':<12} {'enqueue':>16} {'claim':>16} {'record':>16}")
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import itertools
 import os
 import signal
@@ -259,6 +260,7 @@ def test_a_worker_killed_mid_run_loses_nothing_after_a_restart(
                 second.kill()
                 second.communicate(timeout=10)
     assert "stopped after" in out
+    assert "gc threshold 20000" in out  # tuned as the option says by default
     assert len(seen) == total  # every delivery arrived at least once
     assert mismatched == []  # and every copy carries its delivery id
     duplicates = sum(seen.values()) - total
@@ -350,6 +352,7 @@ def test_two_engines_never_post_the_same_delivery_at_once() -> None:
         ("--batch", "0", "must be at least 1, not 0"),
         ("--concurrency", "many", "'many' is not a whole number"),
         ("--lease", "-5", "must be more than 0, not -5"),
+        ("--gc-threshold", "-1", "must be 0 or more, not -1"),
     ],
 )
 def test_the_worker_refuses_bad_engine_options_before_starting(
@@ -400,6 +403,7 @@ def test_a_worker_whose_store_process_is_killed_loses_nothing(
             folder,
             "thorn_worker",
             "--store-process",
+            "--gc-threshold=0",
             "--lease=2",
             "--batch=50",
             "--concurrency=16",
@@ -435,7 +439,23 @@ def test_a_worker_whose_store_process_is_killed_loses_nothing(
     assert at_kill < total, "killed too late to test anything"
     assert second != first  # a new store process took over
     assert "stopped after" in out
+    assert f"gc threshold {gc.get_threshold()[0]}" in out  # 0: Python's, as is
     assert len(seen) == total
     assert attempts >= total
     assert "the store's process died" in out  # and the worker said so
     print(f"\n{at_kill} arrived before the store was killed; {attempts} attempts")
+
+
+def test_the_store_process_factory_tunes_its_process_when_asked() -> None:
+    from thorn.django.worker import worker_store
+
+    before = gc.get_threshold()
+    try:
+        worker_store(None)
+        assert gc.get_threshold() == before  # 0: left as it is
+        worker_store(None, 4321)
+        assert gc.get_threshold()[0] == 4321
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -563,6 +563,7 @@ def test_lifecycle_webhooks_reach_the_receiver_once_per_change(
         assert code == 0, out
         assert "5 delivered" in out
         assert "engine batch 1, concurrency 1, 1 per host" in out
+        assert "gc threshold 20000" in out
     finally:
         gate.set()
         serve.kill()

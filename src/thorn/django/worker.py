@@ -16,33 +16,41 @@ if TYPE_CHECKING:
 __all__ = ["engine_store", "worker_store"]
 
 
-def worker_store(using: str | None = None) -> WorkerOutboxStore:
+def worker_store(using: str | None = None, gc_threshold: int = 0) -> WorkerOutboxStore:
     """Set Django up if it is not yet (from ``DJANGO_SETTINGS_MODULE``, as
-    ``manage.py`` does), then return the outbox store on ``using``."""
+    ``manage.py`` does), then return the outbox store on ``using``.
+
+    ``gc_threshold`` above 0: then tune this process's garbage collector
+    (:func:`thorn.engine.tuning.tune_gc`), as ``thorn_worker`` does; for
+    the store's own process."""
     import django
     from django.apps import apps
 
     if not apps.ready:
         django.setup()
+    from ..engine.tuning import tune_gc
     from .store import WorkerOutboxStore
 
-    return WorkerOutboxStore(using=using)
+    store = WorkerOutboxStore(using=using)
+    tune_gc(gc_threshold)
+    return store
 
 
 def engine_store(
-    using: str | None = None, *, process: bool = False
+    using: str | None = None, *, process: bool = False, gc_threshold: int = 0
 ) -> SignalingOutboxStore:
     """The store ``thorn_worker`` and ``serve`` give their engine.
 
     Its tries send the delivery signals once recorded. With ``process``
     the database work runs in a process of its own
     (:class:`~thorn.engine.process.ProcessStore`): the signals are still
-    sent here, in the engine's database thread.
+    sent here, in the engine's database thread; ``gc_threshold`` is then
+    that process's (see :func:`worker_store`).
     """
     from ..engine.process import ProcessStore
     from ..signals import SignalingOutboxStore
     from .store import WorkerOutboxStore
 
     if process:
-        return SignalingOutboxStore(ProcessStore(worker_store, using))
+        return SignalingOutboxStore(ProcessStore(worker_store, using, gc_threshold))
     return SignalingOutboxStore(WorkerOutboxStore(using=using))

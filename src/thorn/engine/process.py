@@ -10,7 +10,7 @@ nearly its database-free speed (see docs/outbox.md, "Speed").
 The child is started with ``spawn`` (a clean interpreter: no inherited
 connections or threads) and calls ``factory(*args, **kwargs)`` to make the
 real store, so the factory and its arguments must be picklable: a
-module-level function or class. :func:`thorn.django.store.django_store` is
+module-level function or class. :func:`thorn.django.worker.worker_store` is
 the one for Django.
 """
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
 import os
 import shlex
@@ -29,6 +30,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from ....app import app_or_default
 from ....engine.core import utcnow
 from ....engine.process import StoreProcessError
+from ....engine.tuning import tune_gc
 from ....server import (
     LIVENESS,
     READINESS,
@@ -278,7 +280,11 @@ class _Serve:
         self.engine: MeteredEngine | None = None
         self.watcher: FileWatcher | None = None
         # The engine's tries send the delivery signals, once recorded.
-        self.store = engine_store(options["database"], process=options["store_process"])
+        self.store = engine_store(
+            options["database"],
+            process=options["store_process"],
+            gc_threshold=options["gc_threshold"],
+        )
         self.db = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="thorn-probe-db"
         )
@@ -419,6 +425,10 @@ class _Serve:
                     f"{prefix} answers 404"
                 )
             app = StaticFiles(app, prefix=prefix, root=root)
+        if self.delivers:
+            # Started: what exists now (the project, Django) stays, so the
+            # collector leaves it be (see thorn.engine.tuning).
+            tune_gc(self.options["gc_threshold"])
         self.meter = RequestMeter(app, self.metrics)
         config = uvicorn.Config(
             app=self.meter,
@@ -461,7 +471,8 @@ class _Serve:
             self.write(
                 f"thorn serve: engine batch {tuned.batch}, concurrency "
                 f"{tuned.concurrency}, {tuned.per_host} per host, lease "
-                f"{tuned.lease:g}s, poll {tuned.poll_interval:g}s"
+                f"{tuned.lease:g}s, poll {tuned.poll_interval:g}s, gc threshold "
+                f"{gc.get_threshold()[0]}"
             )
             engine_task = loop.create_task(self.engine.run(self.stop))
         lifetime = self.options["max_lifetime"]

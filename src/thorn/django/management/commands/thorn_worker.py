@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -13,11 +14,18 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from ....engine.core import DeliveryEngine
+from ....engine.tuning import GC_THRESHOLD, tune_gc
 from ....transport.client import new_event_loop
 from ...store import WorkerOutboxStore
 from ...worker import engine_store
 
-__all__ = ["Command", "WorkerOutboxStore", "add_engine_arguments", "engine_options"]
+__all__ = [
+    "Command",
+    "WorkerOutboxStore",
+    "add_engine_arguments",
+    "engine_options",
+    "non_negative_int",
+]
 
 logger = logging.getLogger("thorn.worker")
 
@@ -30,6 +38,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An option's whole number, 0 or more (argparse's error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
     return value
 
 
@@ -52,8 +71,9 @@ def add_engine_arguments(
 ) -> None:
     """Add the delivery engine's options to ``parser`` (a parser or a group):
     ``--batch``, ``--concurrency``, ``--per-host``, ``--lease``,
-    ``--poll-interval`` and ``--owner``, read with ``whole`` and ``number``.
-    ``--drain-timeout`` is each command's own."""
+    ``--poll-interval`` and ``--owner``, read with ``whole`` and ``number``;
+    ``--store-process`` and ``--gc-threshold``. ``--drain-timeout`` is each
+    command's own."""
     parser.add_argument(
         "--batch", type=whole, default=500, help="Deliveries per claim (500)."
     )
@@ -91,6 +111,14 @@ def add_engine_arguments(
         help="Do the database work in a process of its own: the engine's "
         "process then only posts (faster where a core is free).",
     )
+    parser.add_argument(
+        "--gc-threshold",
+        type=non_negative_int,
+        default=GC_THRESHOLD,
+        help="Once started, freeze the start-up's objects and collect the young "
+        f"generation every this many allocations ({GC_THRESHOLD}; Python's is "
+        "700); 0 leaves Python's garbage collector as it is.",
+    )
 
 
 def engine_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -119,8 +147,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         # The engine's tries send the delivery signals, once recorded.
-        store = engine_store(options["database"], process=options["store_process"])
+        store = engine_store(
+            options["database"],
+            process=options["store_process"],
+            gc_threshold=options["gc_threshold"],
+        )
         engine = DeliveryEngine(store, **engine_options(options))
+        tune_gc(options["gc_threshold"])  # set up: what exists now stays
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:
@@ -146,7 +179,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"thorn_worker {engine.owner}: batch {engine.batch}, concurrency "
             f"{engine.concurrency}, {engine.per_host} per host, lease "
-            f"{engine.lease:g}s"
+            f"{engine.lease:g}s, gc threshold {gc.get_threshold()[0]}"
         )
         self.stdout.flush()
         try:

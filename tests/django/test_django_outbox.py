@@ -35,6 +35,7 @@ from thorn.django.models import Attempt, Delivery, Message, Subscriber
 from thorn.django.store import DjangoOutboxStore, as_timedelta
 from thorn.engine.store import AttemptResult, DeliveryTask
 from thorn.receiver import verify_request
+from thorn.request import USER_AGENT, webhook_headers
 from thorn.retry import RetryPolicy
 from thorn.signing import Signer
 from thorn.transport.client import SyncClient
@@ -161,11 +162,9 @@ def test_a_commit_writes_one_message_and_a_delivery_per_subscriber() -> None:
         assert delivery.payload_body == b'{"id":7,"total":"9.50"}'
         assert delivery.static_secret is None  # read from the row when claimed
         assert not delivery.static_subscriber
-        headers = dict(delivery.headers)
-        # The engine writes the delivery id from the row's.
-        assert "Hook-Delivery" not in headers
-        assert headers["Hook-Event"] == "order.paid"
-        assert headers["Hook-Subscription"] == delivery.subscription
+        # Only what Thorn does not make itself: the engine makes the rest
+        # (event, delivery id, subscription, content type) for every try.
+        assert dict(delivery.headers) == {"User-Agent": USER_AGENT}
 
 
 @pytest.mark.parametrize("n", [1, 4, 30])
@@ -267,7 +266,7 @@ def test_claim_returns_due_deliveries_with_what_a_post_needs(
     assert task.subscription == str(sub.uuid)
     assert (task.hmac_secret, task.hmac_digest) == (sub.hmac_secret, "sha1")
     assert task.attempts == 0
-    assert ("Hook-Event", "order.paid") in task.headers
+    assert task.headers == (("User-Agent", USER_AGENT),)  # Thorn's own: made anew
     assert task.timeout == request.timeout
     assert task.policy == request.policy.to_dict()
     assert task.subscriber_key == sub.pk
@@ -472,8 +471,8 @@ def test_record_stores_attempts_and_moves_deliveries_on(
     assert [a.number for a in numbers] == [1, 2]
 
 
-@pytest.mark.parametrize("n", [2, 40])
-def test_recording_a_batch_costs_the_same_queries_for_any_size(
+@pytest.mark.parametrize("n", [2, 40, 37])
+def test_recording_a_batch_costs_a_few_statements_of_a_few_texts(
     n: int, store: DjangoOutboxStore
 ) -> None:
     subscribe(n)
@@ -487,22 +486,29 @@ def test_recording_a_batch_costs_the_same_queries_for_any_size(
     with statements_run() as queries:
         store.record(results, owner="a", now=now)
     writes = [q for q in queries if not q.startswith(("SAVEPOINT", "RELEASE"))]
-    # Attempts (one statement for the batch: a COPY on PostgreSQL),
-    # deliveries (one for the successes, one for the rest, and on SQLite the
-    # count of rows changed), then subscribers: clear the successes' run of
-    # failures, start the others', find those to disable.
+    # Attempts: a COPY on PostgreSQL; elsewhere multi-row INSERTs of
+    # power-of-two sizes (40: 32 and 8), so that a few statement texts serve
+    # every batch size and SQLite parses each once. Then deliveries (one
+    # for the successes, one per power-of-two run of the rest, each with, on
+    # SQLite, the count of rows changed), then subscribers: clear the
+    # successes' run of failures, start the others', find those to disable.
     kinds = [" ".join(q.split()[:2]) for q in writes]
     changes = ["SELECT changes()"] if connection.vendor == "sqlite" else []
     copied = connection.vendor == "postgresql"
+    inserts = ['COPY "thorn_attempt"'] if copied else ["INSERT INTO"] * n.bit_count()
+    retried = (n + 1) // 2  # the rest, in power-of-two runs too
     assert kinds == [
-        'COPY "thorn_attempt"' if copied else "INSERT INTO",
+        *inserts,
         'UPDATE "thorn_delivery"',
-        "WITH v",
-        *changes,
+        *(["WITH v", *changes] * retried.bit_count()),
         'UPDATE "thorn_subscriber"',
         'UPDATE "thorn_subscriber"',
         'SELECT "thorn_subscriber"."id"',
     ], writes
+    sizes = [q.count("), (") + 1 for q in writes if q.startswith("INSERT")]
+    assert sorted(sizes, reverse=True) == sizes
+    assert all(size & (size - 1) == 0 for size in sizes)  # powers of two
+    assert sum(sizes) == (0 if copied else n)
     assert Attempt.objects.count() == n
 
 
@@ -759,11 +765,16 @@ def test_a_claimed_task_posts_to_a_real_receiver_and_verifies(
     (request,) = send(data={"order": 42})
     now = later()
     (task,) = store.claim(owner="a", limit=10, lease=60, now=now)
-    # As the engine does: the delivery id comes from the task, not the row's
-    # headers.
+    # As the engine does: Thorn's own headers made from the task, the stored
+    # ones (what Thorn does not make) as extras, then the signatures.
     headers = [
-        *task.headers,
-        ("Hook-Delivery", task.id),
+        *webhook_headers(
+            event=task.event,
+            delivery_id=task.id,
+            content_type=task.content_type,
+            subscription=task.subscription,
+            extra=task.headers,
+        ),
         *Signer()
         .headers(
             body=task.body,
@@ -1014,6 +1025,22 @@ def test_outbox_admin_pages_show_no_secret(
         response = admin_client.get(reverse(name, args=args))
         assert response.status_code == 200, name
         _no_secrets(response.content.decode(), sub)
+    # Stored: only the headers Thorn does not make; shown: all a try sends
+    # but its signatures, as the engine makes them, the extras' values hidden.
+    assert delivery.headers == [
+        ["User-Agent", USER_AGENT],
+        ["Authorization", "Bearer tok3n-XyZ"],
+    ]
+    page = admin_client.get(
+        reverse("admin:thorn_delivery_change", args=(delivery.pk,))
+    ).content.decode()
+    for shown in (
+        "Hook-Event: order.paid",
+        f"Hook-Delivery: {delivery.pk}",
+        "Content-Type: application/json",
+        "Authorization: ••••",
+    ):
+        assert shown in page
     listing = admin_client.get(reverse("admin:thorn_delivery_changelist")).content
     assert b"body-only-text" not in listing
     assert b"http://ada:***@127.0.0.1:9/hook" in listing

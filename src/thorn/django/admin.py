@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .. import signals
+from ..request import RESERVED_HEADERS, webhook_headers
 from .models import Attempt, Delivery, Message, Subscriber
 
 __all__ = ["AttemptAdmin", "DeliveryAdmin", "MessageAdmin", "SubscriberAdmin"]
@@ -392,11 +393,25 @@ class DeliveryAdmin(_ReadOnlyMixin, _DeliveryAdmin):
 
     @admin.display(description=_("headers"))
     def header_list(self, obj: Delivery) -> str:
-        pairs = [
+        """What each try sends but its signatures: Thorn's own headers, made
+        as the engine makes them, and the stored extras (values hidden)."""
+        stored = [tuple(pair) for pair in (obj.headers or [])]
+        extra = [(k, v) for k, v in stored if str(k).lower() not in RESERVED_HEADERS]
+        try:
+            pairs = webhook_headers(
+                event=obj.event,
+                delivery_id=str(obj.pk),
+                content_type=obj.content_type,
+                subscription=obj.subscription,
+                extra=extra,
+            )
+        except ValueError:  # not a header the engine would send: as stored
+            pairs = stored
+        shown = [
             (name, value if str(name).lower() in SHOWN_HEADERS else "••••")
-            for name, value in (obj.headers or [])
+            for name, value in pairs
         ]
-        return format_html_join("", "<div>{}: {}</div>", pairs)
+        return format_html_join("", "<div>{}: {}</div>", shown)
 
     @admin.display(description=_("body"))
     def body_preview(self, obj: Delivery) -> str:

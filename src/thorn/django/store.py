@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from .. import signals
 from ..engine.store import AttemptResult, DeliveryTask
-from ..request import new_id
+from ..request import RESERVED_HEADERS, new_id
 from ..utils.json import dumps
 from .models import (
     Attempt,
@@ -166,12 +166,12 @@ SELECT json_group_array(json_array(
     CASE WHEN body IS NULL THEN NULL ELSE hex(body) END,
     content_type, subscription, static_secret, static_extra_secrets,
     hmac_digest, attempts, headers, timeout, policy, logged_attempts,
-    subscriber_id))
+    subscriber_id, rid))
 FROM (
     SELECT d.id, d.message_id, d.event, d.url, d.body, d.content_type,
         d.subscription, d.static_secret, d.static_extra_secrets,
         d.hmac_digest, d.attempts, d.headers, d.timeout, d.policy,
-        d.logged_attempts, d.subscriber_id
+        d.logged_attempts, d.subscriber_id, d.rowid AS rid
     FROM {delivery} d LEFT JOIN {subscriber} s ON s.id = d.subscriber_id
     WHERE {pick}
 )
@@ -187,12 +187,13 @@ _OLDEST_DUE_SQLITE = """
 # A write that writes nothing: SQLite's write lock, at once.
 _LOCK_SQLITE = "UPDATE {delivery} SET lease_owner = lease_owner WHERE 0"
 
-# The rows picked (their ids as one JSON array: one parameter, so one
-# statement text, prepared once).
+# The rows picked, by their rowids (in the pick's transaction, so still
+# theirs), as one JSON array: one parameter, so one statement text,
+# prepared once; and no lookup in the primary key's index.
 _LEASE_SQLITE = """
 UPDATE {delivery}
 SET lease_owner = ?, leased_until = ?, next_attempt_at = ?, updated_at = ?
-WHERE id IN (SELECT value FROM json_each(?))
+WHERE rowid IN (SELECT value FROM json_each(?))
 """
 
 # The batch's subscribers (current secret, digest, URL, previous secret) and
@@ -338,9 +339,10 @@ SET logged_attempts = (
 WHERE id IN ({marks})
 """
 
-#: Rows per multi-row INSERT of ``enqueue`` (22 parameters each, under
-#: SQLite's 32,766).
-INSERT_CHUNK_SIZE = 500
+#: Most rows in one multi-row INSERT (a delivery has 22 parameters: under
+#: SQLite's 32,766). Smaller sets of rows go in statements of power-of-two
+#: sizes (see :func:`_sized_chunks`).
+INSERT_CHUNK_SIZE = 512
 
 _MESSAGE_COLUMNS = ("id", "event", "data", "sender", "body", "created_at")
 # In the order of DjangoOutboxStore._delivery_row; the columns left out
@@ -382,8 +384,9 @@ def _row_marks(columns: Sequence[str]) -> str:
     return "(" + ", ".join(["%s"] * len(columns)) + ")"
 
 
-#: Results per multi-row statement of ``record`` (7 parameters each).
-RECORD_CHUNK_SIZE = 500
+#: Most results per multi-row statement of ``record`` (7 parameters each);
+#: fewer go in power-of-two runs (see :func:`_sized_chunks`).
+RECORD_CHUNK_SIZE = 512
 
 
 def _loads(value: Any, default: Any) -> Any:
@@ -468,6 +471,24 @@ def _rounds(
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _sized_chunks(items: Sequence[Any], largest: int) -> Iterator[Sequence[Any]]:
+    """``items`` in runs of power-of-two sizes up to ``largest`` (one), the
+    largest first: 700 rows are 512, 128, 32, 16, 8 and 4.
+
+    A multi-row statement's text depends on its number of rows, and SQLite
+    parses each new text again (the driver caches prepared statements by
+    text). The engine records results in batches of any size; in these
+    sizes there are a few texts per statement, each parsed once.
+    """
+    start, left, size = 0, len(items), largest
+    while left:
+        while size > left:
+            size //= 2
+        yield items[start : start + size]
+        start += size
+        left -= size
 
 
 @functools.lru_cache(maxsize=512)
@@ -644,6 +665,8 @@ class DjangoOutboxStore:
         table: str,
         columns: Sequence[str],
         rows: Sequence[Sequence[Any]],
+        *,
+        sized: bool = False,
     ) -> None:
         """Insert ``rows`` (values in ``columns`` order) into ``table``.
 
@@ -651,7 +674,9 @@ class DjangoOutboxStore:
         ``INSERT`` in Python, and that grows faster than the statement
         (11,000 of them took 100 ms); one row per statement through
         ``executemany`` cost 83 µs a row in the record, ``COPY`` a few.
-        Elsewhere: multi-row statements of ``INSERT_CHUNK_SIZE`` rows."""
+        Elsewhere: multi-row statements of ``INSERT_CHUNK_SIZE`` rows, and
+        with ``sized`` (for row counts that vary from call to call, as the
+        engine's results do) in power-of-two sizes (:func:`_sized_chunks`)."""
         if not rows:
             return
         names = ", ".join(columns)
@@ -660,7 +685,8 @@ class DjangoOutboxStore:
             return
         insert = f"INSERT INTO {table} ({names}) VALUES "  # noqa: S608
         one = _row_marks(columns)
-        for chunk in _chunks(rows, INSERT_CHUNK_SIZE):
+        chunks = _sized_chunks if sized else _chunks
+        for chunk in chunks(rows, INSERT_CHUNK_SIZE):
             cursor.execute(
                 insert + ", ".join([one] * len(chunk)),
                 [value for row in chunk for value in row],
@@ -708,14 +734,16 @@ class DjangoOutboxStore:
             "[]"
             if stored
             else _json_text(list(getattr(sub, "extra_secrets", ()) or ())),
-            # Not the delivery id (the engine writes it from the row's id):
-            # deliveries of one send to one subscriber then share their
-            # headers' text, which a claim decodes once.
+            # Only what Thorn does not make itself (extra headers, the
+            # User-Agent): the engine makes its own afresh for every try
+            # (thorn.engine.core). Deliveries of one send, even to many
+            # subscribers, then share one short text, which a claim decodes
+            # once.
             _json_text(
                 [
                     list(pair)
                     for pair in request.default_headers
-                    if pair[0] != "Hook-Delivery"
+                    if pair[0].lower() not in RESERVED_HEADERS
                 ]
             ),
             request.timeout,
@@ -817,10 +845,11 @@ class DjangoOutboxStore:
             )
             if not picked:
                 return []
+            rowids = [row.pop() for row in picked]
             at = self._time(until)
             cursor.execute(
                 _LEASE_SQLITE.format(**tables),
-                [owner, at, at, self._time(now), _json_text([r[0] for r in picked])],
+                [owner, at, at, self._time(now), _json_text(rowids)],
             )
             keys = {row[-1] for row in picked} - {None}
             current = {}
@@ -1144,6 +1173,7 @@ class DjangoOutboxStore:
                 (pk, logged + 1, started, duration, code, error, excerpt)
                 for pk, started, duration, code, error, excerpt, logged in attempts
             ],
+            sized=True,
         )
         by_code: dict[Any, list[Any]] = {}
         others = []
@@ -1161,6 +1191,12 @@ class DjangoOutboxStore:
                     "IN ({marks})", "= ANY(CAST(%s AS char(36)[]))"
                 )
                 params = [SUCCEEDED, code, when, when, PENDING, ids]
+            elif vendor == "sqlite":
+                # One JSON array parameter: one statement text, parsed once.
+                sql = _UPDATE_SUCCEEDED.replace(
+                    "IN ({marks})", "IN (SELECT value FROM json_each(%s))"
+                )
+                params = [SUCCEEDED, code, when, when, PENDING, _json_text(ids)]
             else:
                 marks = ", ".join(["%s"] * len(ids))
                 sql = _UPDATE_SUCCEEDED.replace("{marks}", marks)
@@ -1168,11 +1204,12 @@ class DjangoOutboxStore:
             cursor.execute(sql.format(unindexed=unindexed, **tables), params)
             if cursor.rowcount != len(ids):
                 missed.extend(ids)
-        if others:
-            rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(others))
+        # In power-of-two runs, as the attempts (see _sized_chunks).
+        for run in _sized_chunks(others, RECORD_CHUNK_SIZE):
+            rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(run))
             cursor.execute(
                 _UPDATE_DELIVERIES.format(rows=rows, **tables, **casts),
-                [*(value for row in others for value in row), when, PENDING, owner],
+                [*(value for row in run for value in row), when, PENDING, owner],
             )
             changed = cursor.rowcount
             if changed < 0:
@@ -1180,8 +1217,8 @@ class DjangoOutboxStore:
                 # starts with WITH.
                 cursor.execute("SELECT changes()")
                 changed = cursor.fetchone()[0]
-            if changed != len(others):
-                missed.extend(row[0] for row in others)
+            if changed != len(run):
+                missed.extend(row[0] for row in run)
         for chunk in _chunks(missed, CHUNK_SIZE):
             cursor.execute(
                 _RECOUNT_LOGGED.format(marks=", ".join(["%s"] * len(chunk)), **tables),
@@ -1238,13 +1275,24 @@ class DjangoOutboxStore:
             return self._time
         slow = self._time
         utc = datetime.UTC
+        seconds: dict[int, str] = {}
+        epoch = datetime.datetime(1970, 1, 1, tzinfo=utc)
 
         def adapt(value: datetime.datetime | None) -> Any:
             # What Django's SQLite backend writes: naive UTC, str() (no
-            # fraction when it is 0), here without the copy replace() makes.
+            # fraction when it is 0). A batch's times fall in a few seconds:
+            # each second is formatted once (isoformat() with a time zone
+            # costs more than the rest of a result's row; the key, seconds
+            # since 1970 by subtraction, a third of that).
             if value is not None and value.tzinfo is utc:
-                text = value.isoformat(" ")
-                return text[:26] if value.microsecond else text[:19]
+                since = value - epoch
+                key = since.days * 86400 + since.seconds
+                text = seconds.get(key)
+                if text is None:
+                    text = value.replace(microsecond=0).isoformat(" ")[:19]
+                    seconds[key] = text
+                micro = value.microsecond
+                return f"{text}.{micro:06d}" if micro else text
             return slow(value)
 
         return adapt

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from conftest import IN_CI
 
 ROOT = Path(__file__).parents[1]
 
@@ -122,3 +127,27 @@ def test_the_store_benchmark_runs() -> None:
     assert result.returncode == 0, result.stderr
     (line,) = [x for x in result.stdout.splitlines() if x.startswith("sqlite")]
     assert len(line.split()) == 7  # name, then wall (cpu) for three calls
+
+
+def test_the_instruction_count_benchmark_counts_each_call() -> None:
+    if shutil.which("valgrind") is None:
+        if IN_CI:
+            pytest.fail("valgrind is missing (.ci/run installs it)")
+        pytest.skip("valgrind is not installed")
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "--count", "30"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {
+        line.split()[0]: float(line.split()[1])
+        for line in result.stdout.splitlines()
+        if line.split() and line.split()[0] in ("enqueue", "claim", "record")
+    }
+    assert set(rows) == {"enqueue", "claim", "record"}
+    # Thousands of instructions per delivery: counted, not zero.
+    assert all(value > 1 for value in rows.values()), result.stdout

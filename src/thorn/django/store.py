@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import functools
 import logging
+import operator
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -383,6 +384,9 @@ _MADE_BY_THORN = frozenset(
     )
     if name.lower() in RESERVED_HEADERS
 )
+
+
+_first = operator.itemgetter(0)
 
 
 def _json_text(value: Any) -> str:
@@ -790,7 +794,7 @@ class DjangoOutboxStore:
                 rows = self._claim_sqlite(owner, limit, until, now)
             else:
                 rows = self._claim_portable(owner, limit, until, now)
-        rows.sort(key=lambda row: str(row[0]))
+        rows.sort(key=_first)  # ids: text, or one type of id object per batch
         return self._tasks_of(rows, now)
 
     def _claim_postgresql(
@@ -999,7 +1003,9 @@ class DjangoOutboxStore:
             if previous_secret:
                 extra = self._previous(previous_secret, previous_until, now)
         else:
-            secret, extra = static_secret, _extra_secrets(static_extra)
+            secret = static_secret
+            if static_extra != "[]":  # (nearly always: no extra secrets)
+                extra = _extra_secrets(static_extra)
         pairs: tuple[tuple[str, str], ...]
         rules: dict[str, Any]
         if decoded is None or type(headers) is not str or type(policy) is not str:

@@ -15,31 +15,39 @@ from conftest import IN_CI
 ROOT = Path(__file__).parents[1]
 
 
-def test_benchmark_command_runs_and_reports_every_case(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
+def bench(
+    module: str, *args: str, timeout: float = 110
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m benchmarks.MODULE ARGS`` from the project's root;
+    fail the test with its stderr if it fails."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.run",
-            "--seconds",
-            "0.1",
-            "--rounds",
-            "1",
-            "--only",
-            "requests-keepalive",
-            "thorn-default-1",
-            "thorn-default-10",
-            "--json",
-            str(out),
-        ],
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_benchmark_command_runs_and_reports_every_case(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = bench(
+        "run",
+        "--seconds",
+        "0.1",
+        "--rounds",
+        "1",
+        "--only",
+        "requests-keepalive",
+        "thorn-default-1",
+        "thorn-default-10",
+        "--json",
+        str(out),
+        timeout=120,
+    )
     rows = json.loads(out.read_text())
     assert [r["case"] for r in rows] == [
         "requests-keepalive",
@@ -51,25 +59,7 @@ def test_benchmark_command_runs_and_reports_every_case(tmp_path: Path) -> None:
 
 
 def test_the_serve_benchmark_runs_and_delivers_its_backlog() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.serve",
-            "--subscribers",
-            "5",
-            "--events",
-            "4",
-            "--requests",
-            "5",
-        ],
-        cwd=Path(__file__).parents[1],
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = bench("serve", "--subscribers", "5", "--events", "4", "--requests", "5")
     assert "backlog of 20 deliveries" in result.stdout
     # Both modes ran, and each delivered its backlog.
     assert "## serve: " in result.stdout
@@ -81,32 +71,22 @@ def test_the_serve_benchmark_runs_and_delivers_its_backlog() -> None:
 def test_the_engine_benchmark_runs_on_django(tmp_path: Path) -> None:
     """The Django cases, the send() costs and the fan-out, small."""
     out = tmp_path / "engine.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.engine",
-            "--count",
-            "300",
-            "--rounds",
-            "1",
-            "--only",
-            "engine",
-            "engine-sp",
-            "--fan-out",
-            "200",
-            "--sends",
-            "5",
-            "--json",
-            str(out),
-        ],
-        cwd=Path(__file__).parents[1],
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
+    result = bench(
+        "engine",
+        "--count",
+        "300",
+        "--rounds",
+        "1",
+        "--only",
+        "engine",
+        "engine-sp",
+        "--fan-out",
+        "200",
+        "--sends",
+        "5",
+        "--json",
+        str(out),
     )
-    assert result.returncode == 0, result.stderr
     cases = json.loads(out.read_text())["cases"]
     assert [c["case"] for c in cases] == ["engine", "engine-sp"]
     assert all(c["per_second"] > 0 for c in cases)
@@ -116,15 +96,7 @@ def test_the_engine_benchmark_runs_on_django(tmp_path: Path) -> None:
 
 
 def test_the_store_benchmark_runs() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.store", "--count", "300", "--batch", "100"],
-        cwd=Path(__file__).parents[1],
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = bench("store", "--count", "300", "--batch", "100")
     (line,) = [x for x in result.stdout.splitlines() if x.startswith("sqlite")]
     assert len(line.split()) == 7  # name, then wall (cpu) for three calls
 
@@ -134,15 +106,7 @@ def test_the_instruction_count_benchmark_counts_each_call() -> None:
         if IN_CI:
             pytest.fail("valgrind is missing (.ci/run installs it)")
         pytest.skip("valgrind is not installed")
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.instructions", "--count", "30"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = bench("instructions", "--count", "30", timeout=600)
     rows = {
         line.split()[0]: float(line.split()[1])
         for line in result.stdout.splitlines()

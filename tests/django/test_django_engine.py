@@ -352,7 +352,7 @@ def test_two_engines_never_post_the_same_delivery_at_once() -> None:
         ("--batch", "0", "must be at least 1, not 0"),
         ("--concurrency", "many", "'many' is not a whole number"),
         ("--lease", "-5", "must be more than 0, not -5"),
-        ("--gc-threshold", "-1", "must be 0 or more, not -1"),
+        ("--gc-threshold", "-1", "must be at least 0, not -1"),
     ],
 )
 def test_the_worker_refuses_bad_engine_options_before_starting(

@@ -30,26 +30,27 @@ __all__ = [
 logger = logging.getLogger("thorn.worker")
 
 
-def positive_int(text: str) -> int:
-    """An option's whole number, at least 1 (argparse's error otherwise)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def whole_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number, at least ``minimum``."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return whole
 
 
-def non_negative_int(text: str) -> int:
-    """An option's whole number, 0 or more (argparse's error otherwise)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
+#: An option's whole number, at least 1 (argparse's error otherwise).
+positive_int = whole_at_least(1)
+#: An option's whole number, 0 or more.
+non_negative_int = whole_at_least(0)
 
 
 def positive_float(text: str) -> float:

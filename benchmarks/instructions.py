@@ -4,9 +4,9 @@
 
 Wall-clock figures on a shared machine move by ±20% from run to run, more
 than most changes to the store are worth. Valgrind's callgrind counts the
-instructions the process executes instead: the same code on the same data
-gives the same count to a fraction of a percent, so two versions can be
-compared exactly.
+instructions the process executes instead: the same code gives the same
+count within about 2% (the ids are random, so SQLite's trees differ a
+little from run to run), so two versions can be compared closely.
 
 The script runs a child process under ``valgrind --tool=callgrind`` on a
 temporary SQLite file (WAL, full sync, as ``benchmarks.store``). The child

@@ -244,6 +244,38 @@ def test_a_static_subscribers_secret_is_copied_into_its_delivery(
     assert task.subscriber_key is None
 
 
+def test_each_send_stores_its_own_extra_headers_and_user_agent(
+    store: DjangoOutboxStore,
+) -> None:
+    subscribe(2)
+    with transaction.atomic():
+        plain = Event("order.paid").send({"id": 1})
+        agent = Event("order.paid").send(
+            {"id": 2}, headers={"User-Agent": "shop/1.0", "X-Shop": "eu"}
+        )
+        extra = Event("order.paid").send({"id": 3}, headers={"X-Shop": "us"})
+    stored = {d.pk: d.headers for d in Delivery.objects.all()}
+    for request in plain:
+        assert stored[request.id] == [["User-Agent", USER_AGENT]]
+    for request in agent:
+        assert stored[request.id] == [["User-Agent", "shop/1.0"], ["X-Shop", "eu"]]
+    for request in extra:
+        assert stored[request.id] == [["User-Agent", USER_AGENT], ["X-Shop", "us"]]
+    # The engine posts them as the default dispatcher would.
+    for task in store.claim(owner="a", limit=10, lease=60, now=later()):
+        made = dict(
+            webhook_headers(
+                event=task.event,
+                delivery_id=task.id,
+                content_type=task.content_type,
+                subscription=task.subscription,
+                extra=task.headers,
+            )
+        )
+        (request,) = [r for r in plain + agent + extra if r.id == task.id]
+        assert made == dict(request.default_headers)
+
+
 # -- claim -----------------------------------------------------------------------------
 
 

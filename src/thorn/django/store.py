@@ -618,6 +618,7 @@ class DjangoOutboxStore:
         deliveries: list[tuple[Any, ...]] = []
         time = self._time_adapter()
         when = time(now)
+        texts: dict[Any, str] = {}  # JSON columns the requests share
         for request in requests:
             if len(request.id) != ID_LENGTH:
                 raise ValueError(
@@ -644,7 +645,7 @@ class DjangoOutboxStore:
                     when,
                 )
             own = None if body == message[4] else body
-            deliveries.append(self._delivery_row(request, message[0], own, when))
+            deliveries.append(self._delivery_row(request, message[0], own, when, texts))
         if self.connection.in_atomic_block:
             self._insert(list(messages.values()), deliveries)
         else:
@@ -727,12 +728,43 @@ class DjangoOutboxStore:
 
     @staticmethod
     def _delivery_row(
-        request: Request, message_id: str, body: bytes | None, when: Any
+        request: Request,
+        message_id: str,
+        body: bytes | None,
+        when: Any,
+        texts: dict[Any, str],
     ) -> tuple[Any, ...]:
         """A delivery's row, in ``_DELIVERY_COLUMNS`` order (``body``: None
-        for the message's)."""
+        for the message's). ``texts``: the JSON columns' texts made so far in
+        this enqueue (the requests of a send share their policy and headers:
+        each is written once)."""
         sub = request.subscriber
         stored = isinstance(sub, Subscriber) and sub.pk is not None
+        # Only what Thorn does not make itself (the User-Agent, extra
+        # headers): the engine makes its own afresh for every try
+        # (thorn.engine.core). Deliveries of one send, even to many
+        # subscribers, then share one short text, which a claim decodes once.
+        key: Any = (request.user_agent, *request.extra_headers)
+        headers = texts.get(key)
+        if headers is None:
+            headers = texts[key] = _json_text(
+                [
+                    list(pair)
+                    for pair in request.default_headers
+                    if pair[0] not in _MADE_BY_THORN
+                ]
+            )
+        policy = texts.get(id(request.policy))
+        if policy is None:  # (the policy lives as long as the request)
+            policy = texts[id(request.policy)] = _json_text(request.policy.to_dict())
+        if stored:
+            # Only a subscriber without a row here has its secret copied:
+            # stored ones are read when claimed, so a rotation applies.
+            secret, extra = None, "[]"
+        else:
+            secret = getattr(sub, "hmac_secret", None)
+            secrets = getattr(sub, "extra_secrets", None)
+            extra = _json_text(list(secrets)) if secrets else "[]"
         return (
             request.id,
             message_id,
@@ -744,26 +776,11 @@ class DjangoOutboxStore:
             request.content_type,
             body,
             getattr(sub, "hmac_digest", None) or "sha256",
-            # Only a subscriber without a row here has its secret copied:
-            # stored ones are read when claimed, so a rotation applies.
-            None if stored else getattr(sub, "hmac_secret", None),
-            "[]"
-            if stored
-            else _json_text(list(getattr(sub, "extra_secrets", ()) or ())),
-            # Only what Thorn does not make itself (extra headers, the
-            # User-Agent): the engine makes its own afresh for every try
-            # (thorn.engine.core). Deliveries of one send, even to many
-            # subscribers, then share one short text, which a claim decodes
-            # once.
-            _json_text(
-                [
-                    list(pair)
-                    for pair in request.default_headers
-                    if pair[0] not in _MADE_BY_THORN
-                ]
-            ),
+            secret,
+            extra,
+            headers,
             request.timeout,
-            _json_text(request.policy.to_dict()),
+            policy,
             PENDING,
             0,
             0,

@@ -340,10 +340,11 @@ SET logged_attempts = (
 WHERE id IN ({marks})
 """
 
-#: Most rows in one multi-row INSERT (a delivery has 22 parameters: under
-#: SQLite's 32,766). Smaller sets of rows go in statements of power-of-two
-#: sizes (see :func:`_sized_chunks`). Measured under callgrind, SQLite
-#: spent more per row on one statement of 512 rows than on two of 256.
+#: Most rows in one multi-row statement (an INSERT, or the VALUES of the
+#: record's UPDATE; a delivery has 22 parameters: under SQLite's 32,766).
+#: Smaller sets of rows go in statements of power-of-two sizes (see
+#: :func:`_sized_chunks`). Measured under callgrind, SQLite spent more per
+#: row on one statement of 512 rows than on two of 256.
 INSERT_CHUNK_SIZE = 256
 
 _MESSAGE_COLUMNS = ("id", "event", "data", "sender", "body", "created_at")
@@ -400,8 +401,8 @@ def _row_marks(columns: Sequence[str]) -> str:
     return "(" + ", ".join(["%s"] * len(columns)) + ")"
 
 
-#: Most results per multi-row statement of ``record`` (7 parameters each);
-#: fewer go in power-of-two runs (see :func:`_sized_chunks`).
+#: Results ``record`` stores per round of statements (see
+#: :func:`_sized_chunks` for the sizes of the statements themselves).
 RECORD_CHUNK_SIZE = 512
 
 
@@ -1164,11 +1165,18 @@ class DjangoOutboxStore:
                                 known.append(i)
                         quick.update(updates[i][0] for i in known)
                         if known:
+                            rows = []
+                            for i in known:
+                                pk, started, ms, code, error, excerpt = attempts[i]
+                                number = numbers[i] + 1  # type: ignore[operator]
+                                rows.append(
+                                    (pk, number, started, ms, code, error, excerpt)
+                                )
                             self._record_numbered(
                                 cursor,
                                 tables,
                                 casts,
-                                [(*attempts[i], numbers[i]) for i in known],
+                                rows,
                                 [updates[i] for i in known],
                                 owner,
                                 when,
@@ -1195,20 +1203,13 @@ class DjangoOutboxStore:
         owner: str,
         when: Any,
     ) -> None:
-        """Attempts (their count of logged tries last) and states of claimed
-        deliveries, each there once: an INSERT, an UPDATE per success code,
-        one for the rest."""
+        """Attempts (rows in ``_ATTEMPT_COLUMNS`` order, numbered) and states
+        of claimed deliveries, each there once: an INSERT, an UPDATE per
+        success code, one for the rest."""
         vendor = self.connection.vendor
         unindexed = _UNINDEXED.get(vendor, "")
         self._insert_rows(
-            cursor,
-            tables["attempt"],
-            _ATTEMPT_COLUMNS,
-            [
-                (pk, logged + 1, started, duration, code, error, excerpt)
-                for pk, started, duration, code, error, excerpt, logged in attempts
-            ],
-            sized=True,
+            cursor, tables["attempt"], _ATTEMPT_COLUMNS, attempts, sized=True
         )
         by_code: dict[Any, list[Any]] = {}
         others = []
@@ -1240,7 +1241,7 @@ class DjangoOutboxStore:
             if cursor.rowcount != len(ids):
                 missed.extend(ids)
         # In power-of-two runs, as the attempts (see _sized_chunks).
-        for run in _sized_chunks(others, RECORD_CHUNK_SIZE):
+        for run in _sized_chunks(others, INSERT_CHUNK_SIZE):
             rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(run))
             cursor.execute(
                 _UPDATE_DELIVERIES.format(rows=rows, **tables, **casts),

@@ -1,6 +1,6 @@
 """Instructions per delivery of the outbox store's calls, counted by callgrind.
 
-    python -m benchmarks.instructions [--count 2000] [--against REF]
+    python -m benchmarks.instructions [--count 2000] [--sends 100] [--against REF]
 
 Wall-clock figures on a shared machine move by ±20% from run to run, more
 than most changes to the store are worth. Valgrind's callgrind counts the
@@ -12,7 +12,10 @@ The script runs a child process under ``valgrind --tool=callgrind`` on a
 temporary SQLite file (WAL, full sync, as ``benchmarks.store``). The child
 sends ``--count`` deliveries in sends of 1 to 51 deliveries (``enqueue``),
 then claims them 1,000 at a time and records each claim's results in three
-pieces of varying sizes, as the engine does (``claim``, ``record``). Before
+pieces of varying sizes, as the engine does (``claim``, ``record``). Then
+it calls ``Event.send()`` with the outbox ``--sends`` times to 1 and to 10
+subscribers, each send in its own transaction (``send-1``, ``send-10``:
+instructions per send, the subscriber lookup and the commit included). Before
 and after each call it calls ``os.getppid()``, which callgrind is told to
 dump its counters at; the dumps give each call's instructions.
 
@@ -38,15 +41,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-#: The phases the child marks, and what the table calls them.
-PHASES = ("enqueue", "claim", "record")
+#: The phases the child marks, and what the table calls them: the store's
+#: calls (per delivery), then whole ``send()`` calls with the outbox, each
+#: in its own transaction, to 1 and to 10 subscribers (per send).
+PHASES = ("enqueue", "claim", "record", "send-1", "send-10")
+#: Sends of each ``send`` phase (``--sends``).
+SENDS = 100
 #: Deliveries per send, in turn (the sends of an application vary).
 SEND_SIZES = (1, 3, 10, 7, 2, 25, 1, 51)
 CLAIM = 1000
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def child(count: int, folder: Path, phases_file: Path) -> None:
+def child(count: int, sends_count: int, folder: Path, phases_file: Path) -> None:
     """The process callgrind watches: enqueue, claim and record ``count``."""
     marks: list[str] = []
 
@@ -118,7 +125,39 @@ def child(count: int, folder: Path, phases_file: Path) -> None:
             store.record(piece, owner="bench", now=timezone.now())
             mark("")
     mark("")
+    sends(mark, sends_count)
     phases_file.write_text(json.dumps(marks))
+
+
+def sends(mark: Any, times: int) -> None:
+    """``Event.send()`` with the outbox, ``times`` times to 1 and to 10
+    subscribers, each in its own transaction (its commit included)."""
+    from django.db import transaction
+
+    from thorn import Event
+    from thorn.django.models import Subscriber
+
+    from .engine import BODY, SECRET
+
+    payload = json.loads(BODY)
+    for phase in PHASES[3:]:
+        subscribers = int(phase.split("-")[1])
+        event = Event(f"bench.send{subscribers}")
+        Subscriber.objects.bulk_create(
+            Subscriber(
+                event=event.name,
+                url=f"http://127.0.0.1:9/send/{i}",
+                hmac_secret=SECRET,
+            )
+            for i in range(subscribers)
+        )
+        with transaction.atomic():
+            event.send(payload)  # warm-up: the first send of an event
+        mark(phase)  # one dump for all: each dump costs valgrind seconds
+        for _ in range(times):
+            with transaction.atomic():
+                event.send(payload)
+        mark("")
 
 
 def _pieces(items: list[Any], cuts: list[int]) -> list[list[Any]]:
@@ -126,7 +165,9 @@ def _pieces(items: list[Any], cuts: list[int]) -> list[list[Any]]:
     return [items[a:b] for a, b in itertools.pairwise(edges) if b > a]
 
 
-def count_instructions(count: int, source: Path) -> dict[str, float]:
+def count_instructions(
+    count: int, source: Path, sends_count: int = SENDS
+) -> dict[str, float]:
     """Run the child under callgrind with ``thorn`` from ``source`` (a
     folder holding ``src/thorn``); instructions per delivery by phase."""
     with tempfile.TemporaryDirectory(prefix="thorn-callgrind-") as tmp:
@@ -150,6 +191,7 @@ def count_instructions(count: int, source: Path) -> dict[str, float]:
             "benchmarks.instructions",
             "--child",
             str(count),
+            str(sends_count),
             str(folder),
             str(phases_file),
         ]
@@ -166,7 +208,10 @@ def count_instructions(count: int, source: Path) -> dict[str, float]:
             name = marks[k - 2]
             if name in totals:
                 totals[name] += _dump_total(Path(f"{out}.{k}"))
-    return {name: totals[name] / count for name in PHASES}
+    return {
+        name: totals[name] / (sends_count if name.startswith("send") else count)
+        for name in PHASES
+    }
 
 
 def _dump_total(path: Path) -> int:
@@ -194,22 +239,27 @@ def run(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--against", metavar="REF", help="also count this git ref")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--sends", type=int, default=SENDS, help="sends of each send-N phase"
+    )
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        count, folder, phases = args.child
-        child(int(count), Path(folder), Path(phases))
+        count, sends_count, folder, phases = args.child
+        child(int(count), int(sends_count), Path(folder), Path(phases))
         return 0
     if args.count < 10:
         parser.error("--count must be 10 or more")
+    if args.sends < 1:
+        parser.error("--sends must be 1 or more")
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (apt-get install valgrind)")
-    columns = {"this tree": count_instructions(args.count, ROOT)}
+    columns = {"this tree": count_instructions(args.count, ROOT, args.sends)}
     if args.against:
         with tempfile.TemporaryDirectory(prefix="thorn-against-") as tmp:
             tree = worktree(args.against, Path(tmp))
             try:
-                columns[args.against] = count_instructions(args.count, tree)
+                columns[args.against] = count_instructions(args.count, tree, args.sends)
             finally:
                 subprocess.run(
                     [
@@ -226,7 +276,9 @@ def run(argv: list[str] | None = None) -> int:
     print(
         f"# instructions per delivery (thousands), callgrind, {args.count:,} "
         f"deliveries on SQLite; sends of {min(SEND_SIZES)}-{max(SEND_SIZES)}, "
-        f"claims of {CLAIM:,}, records in 3 pieces each"
+        f"claims of {CLAIM:,}, records in 3 pieces each; send-N: per "
+        f"Event.send() to N subscribers with the outbox, {args.sends} sends each "
+        "in its own transaction"
     )
     names = list(columns)
     print(f"{'call':10}" + "".join(f"{name:>16}" for name in names))

@@ -106,12 +106,13 @@ def test_the_instruction_count_benchmark_counts_each_call() -> None:
         if IN_CI:
             pytest.fail("valgrind is missing (.ci/run installs it)")
         pytest.skip("valgrind is not installed")
-    result = bench("instructions", "--count", "30", timeout=600)
+    result = bench("instructions", "--count", "30", "--sends", "5", timeout=600)
     rows = {
         line.split()[0]: float(line.split()[1])
         for line in result.stdout.splitlines()
-        if line.split() and line.split()[0] in ("enqueue", "claim", "record")
+        if line.split()
+        and line.split()[0] in ("enqueue", "claim", "record", "send-1", "send-10")
     }
-    assert set(rows) == {"enqueue", "claim", "record"}
+    assert set(rows) == {"enqueue", "claim", "record", "send-1", "send-10"}
     # Thousands of instructions per delivery: counted, not zero.
     assert all(value > 1 for value in rows.values()), result.stdout

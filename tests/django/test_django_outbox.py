@@ -222,6 +222,27 @@ def test_deliveries_get_the_retry_ladder_unless_the_event_chose(
     assert stored.schedule == (5.0, 60.0, 600.0)
 
 
+def test_a_send_after_a_setting_changed_gets_the_new_ladder(
+    settings: Any, thorn_app: Thorn
+) -> None:
+    # The dispatcher keeps the policy it made for a send; a changed setting
+    # must reach the next one all the same.
+    subscribe()
+    settings.THORN_RETRY_SCHEDULE = (5, 60)
+    for _ in range(2):
+        (request,) = send()
+        stored = RetryPolicy.from_dict(Delivery.objects.get(pk=request.id).policy)
+        assert stored.schedule == (5.0, 60.0)
+    settings.THORN_RETRY_SCHEDULE = (1, 2, 3)
+    (request,) = send()
+    stored = RetryPolicy.from_dict(Delivery.objects.get(pk=request.id).policy)
+    assert stored.schedule == (1.0, 2.0, 3.0)
+    settings.THORN_RETRY_DELAY = 9
+    (request,) = send()
+    stored = RetryPolicy.from_dict(Delivery.objects.get(pk=request.id).policy)
+    assert (stored.schedule, stored.delay) == (None, 9.0)
+
+
 def test_a_static_subscribers_secret_is_copied_into_its_delivery(
     settings: Any, store: DjangoOutboxStore
 ) -> None:

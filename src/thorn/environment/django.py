@@ -14,6 +14,7 @@ from typing import Any
 
 from ..conf import import_string
 from ..exceptions import ImproperlyConfigured
+from ..subscribers import user_ident
 from . import Env
 
 __all__ = ["DjangoEnv", "resolve_subscriber_model"]
@@ -77,6 +78,8 @@ class DjangoEnv(Env):
         #: Database aliases whose subscriber table is known to exist.
         self._tables_seen: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        #: Compiled subscriber queries (thorn.django.lookup), made on first use.
+        self._lookups: Any = None
 
     @staticmethod
     def autodetect(env: str = "DJANGO_SETTINGS_MODULE") -> bool:
@@ -139,11 +142,28 @@ class DjangoEnv(Env):
                 model._meta.db_table,
             )
             return ()
-        found: Any = manager.matching(event, sender)
         unused = self._unused_fields(model)
-        if unused:
-            found = found.defer(*unused)
-        return found  # type: ignore[no-any-return]
+
+        def queryset() -> Any:
+            found = manager.matching(event, sender)
+            return found.defer(*unused) if unused else found
+
+        from ..django.lookup import compiles
+
+        if not compiles(manager, event):
+            return queryset()  # type: ignore[no-any-return]
+        lookups = self._lookups
+        if lookups is None:
+            from ..django.lookup import LookupCache
+
+            with self._lock:
+                if self._lookups is None:
+                    self._lookups = made = LookupCache()
+                    self.setting_changed(lambda name: made.forget())
+            lookups = self._lookups
+        return lookups.subscribers(  # type: ignore[no-any-return]
+            queryset, model, manager.db, event, user_ident(sender)
+        )
 
     #: Fields of Thorn's subscriber model that sending never reads: left out
     #: of the rows a send loads (one event to 10,000 subscribers converts

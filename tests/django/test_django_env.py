@@ -115,6 +115,20 @@ def test_a_wrong_subscriber_model_setting_says_what_to_write(
     assert message in str(info.value)
 
 
+def test_the_subscriber_model_is_resolved_again_when_the_setting_changes() -> None:
+    env = DjangoEnv()
+    try:
+        assert env.Subscriber is Subscriber
+        with (
+            override_settings(THORN_SUBSCRIBER_MODEL="thorn.Nothing"),
+            pytest.raises(ImproperlyConfigured, match="names no installed model"),
+        ):
+            env.Subscriber  # noqa: B018
+        assert env.Subscriber is Subscriber
+    finally:
+        env.close()
+
+
 # -- settings follow override_settings ----------------------------------------------
 
 

@@ -24,7 +24,7 @@ commit, a branch, ``HEAD~1``), with that version's ``thorn`` and the same
 harness, and prints both side by side. Python runs with
 ``PYTHONMALLOC=malloc`` (valgrind's advice) and a fixed hash seed; the
 counts include the interpreter's work for the calls, not Django's start.
-Needs ``valgrind``; takes about a minute per version.
+Needs ``valgrind``; takes about two and a half minutes per version.
 """
 
 from __future__ import annotations

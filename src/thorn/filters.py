@@ -223,6 +223,13 @@ class Q:
         MappingProxyType({"AND": all, "OR": any, "XOR": _odd})
     )
 
+    #: What a node's result goes through, by ``negated``: a negated node
+    #: (``~q``) reverses its match. (For reference, as the manual lists it:
+    #: :meth:`compile` applies the same inline.)
+    branches: ClassVar[Mapping[bool, Callable[[Any], bool]]] = MappingProxyType(
+        {False: operator.truth, True: operator.not_}
+    )
+
     __slots__ = (
         "_match",
         "children",
@@ -287,6 +294,18 @@ class Q:
         setattr_(self, "_match", self.compile(children, connector, negated))
 
     # -- public API ---------------------------------------------------------------
+
+    @property
+    def gate(self) -> Callable[[Iterable[object]], bool]:
+        """The boolean operator of this node: ``all`` (AND, the default),
+        ``any`` (OR) or the odd-count test (XOR)."""
+        return self.gates[self.connector]
+
+    @property
+    def stack(self) -> tuple[Q | tuple[str, Any], ...]:
+        """The node's children, in order: Q nodes and ``(key, value)``
+        statements (the same as :attr:`children`)."""
+        return self.children
 
     def __call__(self, obj: Any, prev: Any = None) -> bool:
         """Does ``obj`` match?  ``prev`` is its previous version, or ``None``."""

@@ -306,6 +306,51 @@ def test_a_request_made_by_hand_uses_the_default_validators(
     assert receiver.hooks == []
 
 
+def test_a_request_has_the_manuals_session_errors_and_url_helpers(
+    make_app: Any, receiver: Any
+) -> None:
+    from thorn import Request
+    from thorn.exceptions import ConnectionFailed, DeliveryTimeout
+    from thorn.transport.client import SyncClient
+    from thorn.transport.url import InvalidURL
+    from thorn.validators import ensure_protocol
+
+    make_app(THORN_RECIPIENT_VALIDATORS=None)
+    request = Request("x.y", {}, None, Subscriber(url=receiver.url()))
+    assert Request.Session is SyncClient
+    assert issubclass(Request.connection_errors[0], ConnectionFailed)
+    assert issubclass(Request.timeout_errors[0], DeliveryTimeout)
+    assert (
+        request.to_safeurl("https://ada:s3cret@example.com/hook?x=1")
+        == "https://ada:***@example.com/hook?x=1"
+    )
+    # The default validators refuse the receiver's loopback address.
+    with pytest.raises(RecipientRejected):
+        request.validate_recipient(receiver.url())
+    with pytest.raises(InvalidURL):
+        request.validate_recipient("not a url")
+    allowed = Request(
+        "x.y",
+        {},
+        None,
+        Subscriber(url=receiver.url()),
+        recipient_validators=[ensure_protocol("http")],
+    )
+    allowed.validate_recipient(receiver.url())
+    with pytest.raises(RecipientRejected):
+        allowed.validate_recipient("https://example.com/")
+    session = SyncClient()
+    try:
+        with allowed.session_or_acquire(session) as got:
+            assert got is session
+            allowed.dispatch(session=got)
+        assert receiver.wait_for(1)[0].path == "/"
+    finally:
+        session.close()
+    with allowed.session_or_acquire() as shared:
+        assert isinstance(shared, SyncClient)
+
+
 def test_an_extra_user_agent_replaces_thorns(app: Any, receiver: Any) -> None:
     Event("x.y", subscribers=[receiver.url()]).send(
         {}, headers={"User-Agent": "mine/1"}

@@ -134,3 +134,39 @@ def test_an_unknown_digest_is_refused_before_anything_is_sent() -> None:
                 {"x.y": {"url": "https://e.com/", "hmac_digest": "nope"}}, "x.y"
             )
         )
+
+
+def test_a_subscriber_of_ones_own_gets_as_dict_and_from_dict() -> None:
+    from thorn.generic.models import AbstractSubscriber
+
+    class Endpoint(AbstractSubscriber):
+        def __init__(self, url: str, event: str = "a.*", **extra: Any) -> None:
+            self._url, self._event = url, event
+            for name, value in extra.items():
+                setattr(self, name, value)
+
+        @property
+        def url(self) -> str:
+            return self._url
+
+        @property
+        def event(self) -> str:
+            return self._event
+
+    user = type("User", (), {"pk": 7})()
+    made = Endpoint.from_dict(
+        {"url": "https://example.com/in", "event": "a.b"}, hmac_secret="k", user=user
+    )
+    assert isinstance(made, Endpoint)
+    assert made.as_dict() == {
+        "event": "a.b",
+        "url": "https://example.com/in",
+        "content_type": "application/json",
+        "hmac_secret": "k",
+        "hmac_digest": "sha256",
+        "uuid": None,
+        "user": 7,
+    }
+    assert made.sign(b"m") == Subscriber(url="https://x.example", hmac_secret="k").sign(
+        b"m"
+    )

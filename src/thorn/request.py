@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import httptools
 
 from .__about__ import __version__
-from .exceptions import BadStatus, DeliveryError, DeliveryTimeout
+from .exceptions import BadStatus, ConnectionFailed, DeliveryError, DeliveryTimeout
 from .retry import RetryPolicy
 from .transport.client import AsyncClient, Response, SyncClient
 from .transport.url import URL, parse_url
@@ -141,6 +142,14 @@ class Request:
     """
 
     app: Any = None
+
+    #: The session class (``requests.Session`` in Thorn 1.x): Thorn's own
+    #: synchronous client, which keeps connections alive per origin.
+    Session = SyncClient
+    #: Exceptions considered a connection error.
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = (ConnectionFailed,)
+    #: Exceptions considered a timeout error.
+    timeout_errors: ClassVar[tuple[type[BaseException], ...]] = (DeliveryTimeout,)
 
     def __init__(
         self,
@@ -363,6 +372,29 @@ class Request:
         self.handle_failure(exc)
         if propagate:
             raise exc
+
+    @contextlib.contextmanager
+    def session_or_acquire(
+        self, session: SyncClient | None = None
+    ) -> Iterator[SyncClient]:
+        """The ``session`` given, or this thread's shared client."""
+        yield session or _thread_client()
+
+    def to_safeurl(self, url: str | URL) -> str:
+        """``url`` fit for logs: its password replaced by ``***``."""
+        return parse_url(url).redacted()
+
+    def validate_recipient(self, url: str | URL) -> None:
+        """Run this request's recipient validators on ``url`` (resolving its
+        host if a validator needs the addresses).
+
+        Raises:
+            InvalidURL, RecipientRejected: the URL is refused.
+            ConnectionFailed: its host could not be resolved.
+        """
+        from .validators import validate_recipient
+
+        validate_recipient(url, self.recipient_validators)
 
     def dispatch(
         self, session: SyncClient | None = None, propagate: bool = False

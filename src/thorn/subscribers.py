@@ -171,21 +171,52 @@ class AbstractSubscriber(ABC):
     def event(self) -> str:
         """Event pattern this subscriber is subscribed to (e.g. ``article.*``)."""
 
+    #: MIME type of the requests made to :attr:`url`.
     content_type: str
+    #: HMAC secret key, of arbitrary length (None: requests are unsigned).
     hmac_secret: str | None
+    #: HMAC digest type (e.g. ``"sha512"``), one of ``hashlib``'s.
     hmac_digest: str
+    #: Unique identifier.
+    uuid: Any
+    #: User filter: when set, only events this user sends reach the subscriber.
+    user: Any
 
     def user_ident(self) -> Any:
         """Return *user* identity (JSON-serializable, like a primary key)."""
         return user_ident(getattr(self, "user", None))
 
+    def as_dict(self) -> dict[str, Any]:
+        """Dictionary representation of the subscriber (plain JSON values).
+
+        Missing attributes get :class:`Subscriber`'s defaults.
+        """
+        uuid = getattr(self, "uuid", None)
+        return {
+            "event": getattr(self, "event", WILDCARD),
+            "url": getattr(self, "url", None),
+            "content_type": getattr(self, "content_type", "application/json"),
+            "hmac_secret": getattr(self, "hmac_secret", None),
+            "hmac_digest": getattr(self, "hmac_digest", "sha256"),
+            "uuid": None if uuid is None else str(uuid),
+            "user": self.user_ident(),
+        }
+
+    @classmethod
+    def from_dict(cls, *args: Any, **kwargs: Any) -> Any:
+        """Create a subscriber from its dictionary form (same arguments as
+        ``dict``): the keys are passed to the class as keyword arguments."""
+        return cls(**dict(*args, **kwargs))
+
     def sign(self, message: bytes | str) -> str:
-        """Sign message using HMAC with this subscriber's secret and digest."""
+        """Sign message using HMAC with this subscriber's secret and digest
+        (``sha256`` when it has none)."""
         from .utils.hmac import sign
 
-        if not self.hmac_secret:
+        secret = getattr(self, "hmac_secret", None)
+        if not secret:
             raise ValueError("this subscriber has no hmac_secret to sign with")
-        return sign(self.hmac_digest, self.hmac_secret, message)
+        return sign(getattr(self, "hmac_digest", None) or "sha256", secret, message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,16 +26,7 @@ class SubscriberModelMixin:
 
     def as_dict(self) -> dict[str, Any]:
         """Dictionary representation of the subscriber (plain JSON values)."""
-        uuid = getattr(self, "uuid", None)
-        return {
-            "event": getattr(self, "event", "*"),
-            "url": getattr(self, "url", None),
-            "content_type": getattr(self, "content_type", "application/json"),
-            "hmac_secret": getattr(self, "hmac_secret", None),
-            "hmac_digest": getattr(self, "hmac_digest", "sha256"),
-            "uuid": None if uuid is None else str(uuid),
-            "user": self.user_ident(),
-        }
+        return AbstractSubscriber.as_dict(self)  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls, *args: Any, **kwargs: Any) -> Any:

@@ -217,6 +217,70 @@ class Thorn:
             )
         return cache[attr]
 
+    def subclass_with_self(
+        self,
+        Class: type | str,
+        name: str | None = None,
+        attribute: str = "app",
+        reverse: str | None = None,
+        keep_reduce: bool = False,
+        **kw: Any,
+    ) -> type:
+        """Subclass an app-compatible class with this app as its ``app``.
+
+        App-compatible means the class has an ``app`` attribute giving the
+        default app (``class Foo: app = None``). ``Class`` may be an import
+        path (``"thorn.reverse:model_reverser"``); ``name`` names the
+        subclass; ``attribute`` is the attribute holding the app; ``kw``
+        become more class attributes. With ``reverse``, the name of this
+        app's attribute that gives the subclass (``"model_reverser"``),
+        instances pickle as that attribute of the current app and their
+        ``__dict__``, unless ``keep_reduce`` keeps the class's own
+        ``__reduce__``.
+        """
+        base = import_string(Class) if isinstance(Class, str) else Class
+        attrs: dict[str, Any] = {
+            attribute: self,
+            "__module__": base.__module__,
+            "__doc__": base.__doc__,
+            **kw,
+        }
+        if reverse is not None and not keep_reduce:
+            attrs["__reduce__"] = _reduce_through(reverse)
+        made: type = type(name or base.__name__, (base,), attrs)
+        return made
+
+    @property
+    def model_reverser(self) -> Any:
+        """:class:`thorn.reverse.model_reverser` using this app's ``reverse``."""
+        cache = self.__dict__.setdefault("_bound_classes", {})
+        if "model_reverser" not in cache:
+            cache["model_reverser"] = self.subclass_with_self(
+                "thorn.reverse:model_reverser", reverse="model_reverser"
+            )
+        return cache["model_reverser"]
+
+    @property
+    def webhook_model(self) -> Callable[..., Any]:
+        """The :func:`thorn.webhook_model` decorator, with the events of the
+        models it decorates sent through this app (those given no app of
+        their own)."""
+        from .decorators import webhook_model
+
+        def bind(model: Any) -> Any:
+            for event in (model.webhooks.events or {}).values():
+                if event.app is None:
+                    event.app = self
+            return model
+
+        def decorate(*args: Any, **kwargs: Any) -> Any:
+            made = webhook_model(*args, **kwargs)
+            if args:
+                return bind(made)
+            return lambda model: bind(made(model))
+
+        return decorate
+
     @property
     def Event(self) -> Any:
         return self._bound("event_cls")
@@ -306,6 +370,23 @@ def prepare_validators(spec: Any) -> tuple[Callable[..., Any], ...]:
             )
         out.append(item)
     return tuple(out)
+
+
+def _reduce_through(reverse: str) -> Callable[[Any], tuple[Any, ...]]:
+    """A ``__reduce__`` that rebuilds an instance from the current app's
+    attribute ``reverse`` (a class bound to that app) and its ``__dict__``."""
+
+    def __reduce__(obj: Any) -> tuple[Any, ...]:
+        return (_rebuild_through, (reverse, dict(vars(obj))))
+
+    return __reduce__
+
+
+def _rebuild_through(reverse: str, state: dict[str, Any]) -> Any:
+    cls = getattr(current_app(), reverse)
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    return obj
 
 
 def current_app() -> Thorn:

@@ -893,3 +893,60 @@ def test_subscriber_model_mixin_round_trips_and_signs() -> None:
     }
     assert verify(row.sign(b"body"), "sha256", "s3cret", b"body")
     assert AbstractSubscriber is CoreAbstractSubscriber
+
+
+def test_an_apps_webhook_model_sends_its_models_events_through_that_app(
+    thorn_app: Any,
+) -> None:
+    from thorn import Thorn
+
+    other = Thorn(set_as_current=False)
+    own = Thorn(set_as_current=False)
+    decorated: list[Any] = []
+    try:
+
+        class Thing:
+            class webhooks:
+                on_create = ModelEvent("thing.created")
+                on_mine = ModelEvent("thing.mine", app=own).dispatches_on_change()
+
+        assert other.webhook_model(Thing) is Thing
+        decorated.append(Thing)
+        assert Thing.webhooks.events["on_create"].app is other
+        assert Thing.webhooks.events["on_mine"].app is own  # its own app stays
+
+        class Gadget:
+            pass
+
+        other.webhook_model(on_create=ModelEvent("gadget.created"))(Gadget)
+        decorated.append(Gadget)
+        assert Gadget.webhooks.events["on_create"].app is other
+    finally:
+        for model in decorated:
+            for event in model.webhooks.events.values():
+                event.signal_dispatcher.disconnect(sender=model)
+        other.close()
+        own.close()
+
+
+def test_an_apps_model_reverser_uses_that_app_and_pickles() -> None:
+    import pickle
+
+    from thorn import Thorn
+
+    app = Thorn(set_as_current=False)
+    try:
+        reverser = app.model_reverser("article-detail", uuid="uuid")
+        assert isinstance(reverser, model_reverser)
+        assert type(reverser).app is app
+        assert app.model_reverser is type(reverser)  # made once
+        app.set_current()
+        again = pickle.loads(pickle.dumps(reverser))  # noqa: S301 (our own bytes)
+        assert type(again) is app.model_reverser
+        assert (again.view_name, again.args, again.kwargs) == (
+            "article-detail",
+            (),
+            {"uuid": "uuid"},
+        )
+    finally:
+        app.close()

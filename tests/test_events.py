@@ -374,3 +374,50 @@ def test_requests_travel_as_json_even_with_callable_filters(app: Any) -> None:
 def test_an_empty_secret_is_refused() -> None:
     with pytest.raises(ImproperlyConfigured, match="hmac_secret is empty"):
         Subscriber(url="https://example.com/", hmac_secret="")
+
+
+def test_delivery_ids_are_uuid7_and_increase_in_the_order_they_are_made() -> None:
+    from thorn.request import new_id
+
+    ids = [new_id() for _ in range(20_000)]  # many share a millisecond
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    parsed = uuid.UUID(ids[0])
+    assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+    # The first 48 bits are the time in milliseconds.
+    now_ms = int(datetime.datetime.now(datetime.UTC).timestamp() * 1000)
+    assert abs((parsed.int >> 80) - now_ms) < 60_000
+
+
+def test_delivery_ids_still_increase_when_the_clock_goes_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import thorn.request as module
+
+    first = module.new_id()
+    clock = iter(range(10**15, 10**15 - 100 * 10**6, -(10**6)))  # back 1 ms a call
+    monkeypatch.setattr(module.time, "time_ns", lambda: next(clock))
+    later = [module.new_id() for _ in range(50)]
+    assert [first, *later] == sorted([first, *later])
+    assert len(set(later)) == 50
+
+
+def test_a_forked_child_does_not_count_on_from_its_parents_last_id() -> None:
+    import os
+
+    import thorn.request as module
+
+    module.new_id()
+    assert module._last_ms != 0
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            os.write(write, str(module._last_ms).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        seen = answer.read()
+    os.waitpid(pid, 0)
+    assert seen == "0"

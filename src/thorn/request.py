@@ -45,10 +45,43 @@ RESERVED_HEADERS = frozenset(
 )
 
 
+_id_lock = threading.Lock()
+_last_ms = 0  # the millisecond of the last id this process made
+_last_rand = 0  # its 74 random bits (rand_a and rand_b)
+_RAND_BITS = 74
+
+
+def _forget_last_id() -> None:
+    """In a forked child: start afresh, not from the parent's last id."""
+    global _last_ms, _last_rand
+    _last_ms = _last_rand = 0
+
+
+os.register_at_fork(after_in_child=_forget_last_id)
+
+
 def new_id() -> str:
-    """A new time-sortable unique id (UUID version 7, RFC 9562 section 5.7)."""
+    """A new time-sortable unique id (UUID version 7, RFC 9562 section 5.7).
+
+    The ids one process makes are strictly increasing, so they sort in the
+    order they were made: within one millisecond (or if the clock goes
+    back), an id's random bits are the previous id's plus a random step of
+    up to 2**32 (RFC 9562 section 6.2, method 2), and a new millisecond
+    starts from 73 random bits, leaving room to count up.
+    """
+    global _last_ms, _last_rand
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    fresh = int.from_bytes(os.urandom(10), "big")
+    with _id_lock:
+        if ms > _last_ms:
+            rand = fresh >> 7  # 73 bits
+        else:
+            ms = _last_ms
+            rand = _last_rand + 1 + (fresh & 0xFFFFFFFF)
+            if rand >> _RAND_BITS:  # counted out: borrow the next millisecond
+                ms += 1
+                rand = fresh >> 7
+        _last_ms, _last_rand = ms, rand
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76  # version
     value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits

@@ -208,14 +208,12 @@ class Thorn:
 
     # -- classes bound to this app ------------------------------------------------
 
-    def _bound(self, attr: str) -> Any:
+    def _bound(self, path: str, **options: Any) -> Any:
+        """The class at import path ``path`` bound to this app, made once."""
         cache = self.__dict__.setdefault("_bound_classes", {})
-        if attr not in cache:
-            base = import_string(getattr(self, attr))
-            cache[attr] = type(
-                base.__name__, (base,), {"app": self, "__module__": base.__module__}
-            )
-        return cache[attr]
+        if path not in cache:
+            cache[path] = self.subclass_with_self(path, **options)
+        return cache[path]
 
     def subclass_with_self(
         self,
@@ -253,12 +251,7 @@ class Thorn:
     @property
     def model_reverser(self) -> Any:
         """:class:`thorn.reverse.model_reverser` using this app's ``reverse``."""
-        cache = self.__dict__.setdefault("_bound_classes", {})
-        if "model_reverser" not in cache:
-            cache["model_reverser"] = self.subclass_with_self(
-                "thorn.reverse:model_reverser", reverse="model_reverser"
-            )
-        return cache["model_reverser"]
+        return self._bound("thorn.reverse:model_reverser", reverse="model_reverser")
 
     @property
     def webhook_model(self) -> Callable[..., Any]:
@@ -283,15 +276,15 @@ class Thorn:
 
     @property
     def Event(self) -> Any:
-        return self._bound("event_cls")
+        return self._bound(self.event_cls)
 
     @property
     def ModelEvent(self) -> Any:
-        return self._bound("model_event_cls")
+        return self._bound(self.model_event_cls)
 
     @property
     def Request(self) -> Any:
-        return self._bound("request_cls")
+        return self._bound(self.request_cls)
 
     @property
     def Settings(self) -> Any:
